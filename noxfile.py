@@ -1,0 +1,67 @@
+"""Sessions for support_api: lint, tests, demo, cassette recording and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+RUNTIME_DEPS: list[str] = PYPROJECT["project"]["dependencies"]
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    deps = list(RUNTIME_DEPS)
+    for group in groups:
+        deps.extend(nox.project.dependency_groups(PYPROJECT, group))
+    session.install(*deps)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Run ruff check, ruff format --check and mypy."""
+    _install(session, "test", "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite against the loopback sandbox and replayed cassettes."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def record(session: nox.Session) -> None:
+    """Re-record every VCR cassette against a fresh sandbox."""
+    _install(session, "test")
+    session.run(
+        "pytest", "-m", "vcr", "--record-mode=rewrite", "tests/cassette_tests", *session.posargs
+    )
+
+
+@nox.session(python=PYTHON, default=False)
+def demo(session: nox.Session) -> None:
+    """Start the sandbox API and sync it into a local DuckDB file twice (full, then incremental)."""
+    _install(session)
+    workdir = Path(os.environ.get("SUPPORT_API_DEMO_DIR", ROOT / "demo_data"))
+    workdir.mkdir(exist_ok=True)
+    session.run("python", "-m", "tests.sandbox.demo", str(workdir), *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark support_api against plain dlt rest_api_source on the same sandbox data."""
+    _install(session)
+    out = Path(tempfile.gettempdir()) / "support_api_bench"
+    session.run("python", "-m", "tests.bench", "--workdir", str(out), *session.posargs)

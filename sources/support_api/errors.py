@@ -1,0 +1,92 @@
+"""Typed errors raised by the support_api source.
+
+Every error names what is wrong (a config key path, a resource, a redacted URL) and never
+carries a secret or a whole response body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MAX_BODY_IN_ERROR = 200
+"""How many characters of a response body an error message may quote."""
+
+
+def truncate_body(text: str, limit: int = MAX_BODY_IN_ERROR) -> str:
+    """Shortens a response body for an error message.
+
+    Args:
+        text: The body as text.
+        limit: Maximum number of characters kept.
+
+    Returns:
+        The text, cut to `limit` characters with a marker saying how much was dropped.
+    """
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+class SupportAPIError(Exception):
+    """Base class of every error raised by support_api."""
+
+
+class ConfigError(SupportAPIError, ValueError):
+    """The configuration is invalid. Raised before any request is made.
+
+    Attributes:
+        key_path: Where in the configuration the problem is, e.g.
+            `resources[1].endpoint.paginator.cursor_path`.
+    """
+
+    def __init__(
+        self, key_path: str, problem: str, accepted: Iterable[str] | None = None
+    ) -> None:
+        """Builds the message from the key path, the problem and the accepted choices.
+
+        Args:
+            key_path: Dotted path of the offending key.
+            problem: What is wrong, with secrets already masked.
+            accepted: The values or keys that would have been accepted, if a fixed set.
+        """
+        self.key_path = key_path
+        self.problem = problem
+        self.accepted = sorted(accepted) if accepted is not None else None
+        message = f"Invalid support_api config at `{key_path}`: {problem}"
+        if self.accepted is not None:
+            message += f" Accepted: {', '.join(self.accepted)}."
+        super().__init__(message)
+
+
+class AuthenticationError(SupportAPIError):
+    """Credentials were refused, by the token endpoint or by the API after a re-authentication."""
+
+
+class PaginationError(SupportAPIError):
+    """The API's pagination cannot be followed (a repeating cursor or next link, a lying total)."""
+
+
+class ResponseError(SupportAPIError):
+    """A response that cannot be used: not JSON, an HTML page, a missing data selector."""
+
+
+class HTTPStatusError(SupportAPIError):
+    """The API answered with an error status that is not retried (or retries ran out).
+
+    Attributes:
+        status_code: The HTTP status of the last response.
+        url: The request URL with secrets redacted.
+    """
+
+    def __init__(self, message: str, status_code: int, url: str) -> None:
+        """Keeps the status and the redacted URL next to the message.
+
+        Args:
+            message: The full message, already redacted.
+            status_code: HTTP status of the last response.
+            url: Redacted request URL.
+        """
+        super().__init__(message)
+        self.status_code = status_code
+        self.url = url
