@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from requests import HTTPError, Response
+
 MAX_BODY_IN_ERROR = 200
 """How many characters of a response body an error message may quote."""
 
@@ -40,9 +42,7 @@ class ConfigError(SupportAPIError, ValueError):
             `resources[1].endpoint.paginator.cursor_path`.
     """
 
-    def __init__(
-        self, key_path: str, problem: str, accepted: Iterable[str] | None = None
-    ) -> None:
+    def __init__(self, key_path: str, problem: str, accepted: Iterable[str] | None = None) -> None:
         """Builds the message from the key path, the problem and the accepted choices.
 
         Args:
@@ -71,22 +71,26 @@ class ResponseError(SupportAPIError):
     """A response that cannot be used: not JSON, an HTML page, a missing data selector."""
 
 
-class HTTPStatusError(SupportAPIError):
+class HTTPStatusError(SupportAPIError, HTTPError):
     """The API answered with an error status that is not retried (or retries ran out).
+
+    It is also a `requests.HTTPError` carrying the response, so dlt's retry machinery reads
+    the status (and `Retry-After`) from it.
 
     Attributes:
         status_code: The HTTP status of the last response.
         url: The request URL with secrets redacted.
     """
 
-    def __init__(self, message: str, status_code: int, url: str) -> None:
+    def __init__(self, message: str, status_code: int, url: str, response: Response) -> None:
         """Keeps the status and the redacted URL next to the message.
 
         Args:
             message: The full message, already redacted.
             status_code: HTTP status of the last response.
             url: Redacted request URL.
+            response: The response, for retry decisions.
         """
-        super().__init__(message)
+        super().__init__(message, response=response)
         self.status_code = status_code
         self.url = url

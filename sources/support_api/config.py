@@ -1,0 +1,399 @@
+"""One internal form for every way of describing the API, validated before any request.
+
+A seed-style dict (written like a dlt `rest_api_source` config, plus the keys plain dlt lacks:
+auth `"type": "oauth2"`, an endpoint `error_handler`, `limit` on a cursor paginator, offset
+paging without a total) and the `support_api` catalogue are both turned into a
+`NormalizedConfig`: a plain dlt rest_api config whose auth is an instance, whose paginators
+are support_api paginator configs, and whose retry policy is known per resource. Resources are
+then built from it in one place (`resources.py`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+
+from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.exceptions import DictValidationException
+from dlt.common.validation import validate_dict
+from dlt.extract import DltResource
+from dlt.sources.helpers.rest_client.auth import AuthConfigBase
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from dlt.sources.rest_api.config_setup import AUTH_MAP, create_auth
+from dlt.sources.rest_api.typing import ClientConfig, EndpointResource, EndpointResourceBase
+from requests.auth import AuthBase
+
+from .auth import OAuth2ClientCredentialsAuth, OAuth2RefreshTokenAuth
+from .errors import ConfigError
+from .http_policy import RetryPolicy
+from .paginators import PAGINATOR_TYPES
+
+TOP_LEVEL_KEYS = frozenset({"client", "resources", "resource_defaults"})
+OAUTH2_KEYS_REQUIRED = ("client_id", "client_secret", "token_url")
+SECRET_KEYS = frozenset(
+    {
+        "api_key",
+        "token",
+        "password",
+        "client_secret",
+        "client_id",
+        "refresh_token",
+        "access_token",
+        "private_key",
+        "private_key_passphrase",
+    }
+)
+
+
+@dataclass
+class NormalizedConfig:
+    """A config ready to build resources from.
+
+    Attributes:
+        client: dlt `ClientConfig` with `auth` as a shared instance and no `paginator` dicts
+            left for dlt to interpret.
+        resource_defaults: dlt `resource_defaults` without `error_handler` and `paginator`
+            (those are resolved per resource).
+        resources: Resource entries with `endpoint` as a dict, their paginator config and
+            error handler already taken out.
+        paginators: Paginator config per resource name (None: dlt's detection).
+        policies: Retry policy per resource name.
+        client_paginator: The client-level paginator config, used where a resource sets none.
+    """
+
+    client: dict[str, Any]
+    resource_defaults: dict[str, Any]
+    resources: list[dict[str, Any] | DltResource]
+    paginators: dict[str, Mapping[str, Any] | BasePaginator | None] = field(default_factory=dict)
+    policies: dict[str, RetryPolicy] = field(default_factory=dict)
+    client_paginator: Mapping[str, Any] | BasePaginator | None = None
+
+
+def mask(value: Any) -> str:
+    """Masks a secret for a message: the first and last character of long values only.
+
+    Args:
+        value: The secret.
+
+    Returns:
+        A masked representation.
+    """
+    text = str(value)
+    return "*****" if len(text) < 8 else f"{text[0]}*****{text[-1]}"  # noqa: PLR2004 - short secrets are fully masked
+
+
+def _masked_copy(value: Any) -> Any:
+    """Copies dicts and lists (not the objects in them), masking values of secret keys."""
+    if isinstance(value, dict):
+        return {
+            k: (mask(v) if k in SECRET_KEYS and isinstance(v, str) else _masked_copy(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked_copy(v) for v in value]
+    return value
+
+
+def _require_mapping(value: Any, key_path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key_path, f"expected a mapping, got `{type(value).__name__}`.")
+    return value
+
+
+def _dlt_validate(spec: Any, value: Mapping[str, Any], key_path: str) -> None:
+    """Validates with dlt's TypedDict validator and reports the innermost failing key."""
+    try:
+        validate_dict(spec, _masked_copy(value), path=key_path)
+    except DictValidationException as ex:
+        inner = ex
+        while inner.nested_exceptions:
+            inner = inner.nested_exceptions[0]
+        path = inner.path.replace("/", ".")
+        accepted = None
+        if inner.msg.startswith("received unexpected fields"):
+            expected = inner.expected_type or _lookup_type(spec, path, key_path)
+            if expected is not None:
+                accepted = list(get_type_hints(expected))
+            unexpected = inner.msg.split("`")[1].strip("{}'").split("', '")
+            path = f"{path}.{unexpected[0]}"
+        elif inner.field:
+            path = f"{path}.{inner.field}"
+        raise ConfigError(path, inner.msg + ".", accepted=accepted) from None
+
+
+def _lookup_type(spec: Any, path: str, root: str) -> Any:
+    """Finds the TypedDict at `path` below `spec`, for listing accepted keys."""
+    current = spec
+    for part in path.removeprefix(root).strip(".").split("."):
+        if not part:
+            continue
+        hints = get_type_hints(current)
+        if part not in hints:
+            return None
+        candidate = hints[part]
+        args = [a for a in getattr(candidate, "__args__", ()) if isinstance(a, type)]
+        typed = [a for a in args if hasattr(a, "__annotations__")]
+        current = typed[0] if typed else candidate
+    return current
+
+
+def _validate_base_url(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            "client.base_url", f"expected an http(s) URL string, got `{type(value).__name__}`."
+        )
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            "client.base_url",
+            f"expected an absolute http(s) URL such as `https://api.example.com`, got"
+            f" `{value.split('?')[0]}`.",
+        )
+    return value
+
+
+def validate_paginator(
+    value: Any, key_path: str, page_size: int | None = None
+) -> Mapping[str, Any] | BasePaginator | None:
+    """Checks a paginator config: its type, its keys and their combination.
+
+    Args:
+        value: A paginator type name, a config dict, a paginator instance or None.
+        key_path: Where it sits in the config.
+        page_size: Page size to use when the config sets none (catalogue resources).
+
+    Returns:
+        The config as a dict (or the instance / None unchanged).
+
+    Raises:
+        ConfigError: On an unknown type or key, or arguments the paginator refuses.
+    """
+    if value is None or isinstance(value, BasePaginator):
+        return value
+    if isinstance(value, str):
+        value = {"type": value}
+    block = dict(_require_mapping(value, key_path))
+    kind = block.get("type", "auto")
+    if kind == "auto":
+        if len(block) > 1:
+            raise ConfigError(f"{key_path}.type", "`auto` takes no other keys.")
+        return None
+    cls = PAGINATOR_TYPES.get(kind)
+    if cls is None:
+        raise ConfigError(
+            f"{key_path}.type", f"unknown paginator type `{kind}`.", [*PAGINATOR_TYPES, "auto"]
+        )
+    params = inspect.signature(cls.__init__).parameters
+    accepted = {name for name in params if name != "self"}
+    for key in block:
+        if key != "type" and key not in accepted:
+            raise ConfigError(
+                f"{key_path}.{key}", f"not a setting of the `{kind}` paginator.", accepted
+            )
+    if page_size is not None:
+        if "limit" in accepted and "limit" not in block:
+            block["limit"] = page_size
+        elif "page_size" in accepted and "page_size" not in block:
+            block["page_size"] = page_size
+    for key in ("limit", "page_size"):
+        if key in block and (
+            not isinstance(block[key], int) or isinstance(block[key], bool) or block[key] <= 0
+        ):
+            raise ConfigError(
+                f"{key_path}.{key}", f"expected a positive integer, got `{block[key]!r}`."
+            )
+    if kind == "offset" and "limit" not in block:
+        raise ConfigError(f"{key_path}.limit", "the `offset` paginator needs a page size.")
+    try:
+        make_paginator(block)
+    except (TypeError, ValueError) as ex:
+        raise ConfigError(
+            key_path, f"the `{kind}` paginator refused these settings: {ex}"
+        ) from None
+    return block
+
+
+def make_paginator(config: Mapping[str, Any] | BasePaginator | None) -> BasePaginator | None:
+    """Builds a fresh paginator from a validated config (instances are used as they are).
+
+    Args:
+        config: The output of `validate_paginator`.
+
+    Returns:
+        A new paginator, or None for dlt's detection.
+    """
+    if config is None or isinstance(config, BasePaginator):
+        return config
+    kwargs = {k: v for k, v in config.items() if k != "type"}
+    return PAGINATOR_TYPES[config["type"]](**kwargs)
+
+
+def normalize_auth(value: Any, key_path: str) -> AuthBase | None:
+    """Turns an auth block into one shared, resolved auth object.
+
+    Accepts every form plain dlt accepts, plus `"type": "oauth2"` (client credentials, or the
+    refresh-token grant when `refresh_token` is given).
+
+    Args:
+        value: The auth block, type name, or instance.
+        key_path: Where it sits in the config.
+
+    Returns:
+        An auth object, or None.
+
+    Raises:
+        ConfigError: On an unknown type, a missing or unknown key.
+    """
+    if value is None or isinstance(value, AuthBase):
+        return value
+    if isinstance(value, str):
+        value = {"type": value}
+    block = dict(_require_mapping(value, key_path))
+    kind = block.pop("type", "bearer")
+    if kind == "oauth2":
+        cls: type[AuthConfigBase] = (
+            OAuth2RefreshTokenAuth if block.get("refresh_token") else OAuth2ClientCredentialsAuth
+        )
+        if cls is OAuth2ClientCredentialsAuth:
+            block.pop("refresh_token", None)
+    elif kind in AUTH_MAP:
+        cls = AUTH_MAP[kind]
+    else:
+        raise ConfigError(f"{key_path}.type", f"unknown auth type `{kind}`.", [*AUTH_MAP, "oauth2"])
+    accepted = set(get_type_hints(cls)) - {"access_token", "session", "token_store", "clock"}
+    for key in block:
+        if key not in accepted:
+            raise ConfigError(
+                f"{key_path}.{key}", f"not a setting of auth type `{kind}`.", sorted(accepted)
+            )
+    if kind == "oauth2":
+        for key in OAUTH2_KEYS_REQUIRED:
+            if not block.get(key):
+                raise ConfigError(f"{key_path}.{key}", "required for `oauth2` auth but missing.")
+    try:
+        return create_auth(cls.from_init_value(block))
+    except (ConfigurationException, TypeError, ValueError) as ex:
+        raise ConfigError(key_path, f"auth type `{kind}` could not be set up: {ex}") from None
+
+
+def normalize_config(
+    config: Mapping[str, Any], default_policy: RetryPolicy | None = None
+) -> NormalizedConfig:
+    """Validates a seed-style config and brings it to the internal form.
+
+    Args:
+        config: A dict written like a dlt `rest_api_source` config, with support_api's extras.
+        default_policy: Retry policy for endpoints that set no `error_handler`.
+
+    Returns:
+        The normalized config.
+
+    Raises:
+        ConfigError: Naming the key path of the first problem found. Nothing is requested.
+    """
+    config = _require_mapping(config, "config")
+    for key in config:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(str(key), "unknown top-level key.", TOP_LEVEL_KEYS)
+    if "client" not in config:
+        raise ConfigError("client", "missing: the config needs a `client` with a `base_url`.")
+    client = dict(_require_mapping(config["client"], "client"))
+    client_paginator = validate_paginator(client.pop("paginator", None), "client.paginator")
+    client["auth"] = normalize_auth(client.get("auth"), "client.auth")
+    if "base_url" not in client:
+        raise ConfigError("client.base_url", "missing.")
+    _validate_base_url(client["base_url"])
+    _dlt_validate(ClientConfig, client, "client")
+
+    defaults = dict(_require_mapping(config.get("resource_defaults") or {}, "resource_defaults"))
+    default_endpoint = dict(_require_mapping(defaults.get("endpoint") or {}, "resource_defaults"))
+    policy = default_policy or RetryPolicy()
+    if "error_handler" in default_endpoint:
+        policy = RetryPolicy.from_config(
+            default_endpoint.pop("error_handler"), "resource_defaults.endpoint.error_handler"
+        )
+    default_paginator = validate_paginator(
+        default_endpoint.pop("paginator", None), "resource_defaults.endpoint.paginator"
+    )
+    if "auth" in default_endpoint:
+        default_endpoint["auth"] = normalize_auth(
+            default_endpoint["auth"], "resource_defaults.endpoint.auth"
+        )
+    if default_endpoint:
+        defaults["endpoint"] = default_endpoint
+    else:
+        defaults.pop("endpoint", None)
+    _dlt_validate(EndpointResourceBase, defaults, "resource_defaults")
+
+    resources = config.get("resources")
+    if not isinstance(resources, Sequence) or isinstance(resources, str) or not resources:
+        raise ConfigError("resources", "expected a non-empty list of resources.")
+    result = NormalizedConfig(
+        client=client,
+        resource_defaults=defaults,
+        resources=[],
+        client_paginator=client_paginator,
+    )
+    has_default_paginator = "paginator" in _require_mapping(
+        config.get("resource_defaults", {}).get("endpoint") or {}, "resource_defaults"
+    )
+    for index, entry in enumerate(resources):
+        key_path = f"resources[{index}]"
+        if isinstance(entry, DltResource):
+            result.resources.append(entry)
+            continue
+        resource = _normalize_resource(entry, key_path)
+        endpoint = resource["endpoint"]
+        name = resource["name"]
+        if name in result.policies:
+            raise ConfigError(f"{key_path}.name", f"resource `{name}` is defined twice.")
+        result.policies[name] = (
+            RetryPolicy.from_config(
+                endpoint.pop("error_handler"), f"{key_path}.endpoint.error_handler", policy
+            )
+            if "error_handler" in endpoint
+            else policy
+        )
+        if "paginator" in endpoint:
+            result.paginators[name] = validate_paginator(
+                endpoint.pop("paginator"), f"{key_path}.endpoint.paginator"
+            )
+        elif has_default_paginator:
+            result.paginators[name] = default_paginator
+        else:
+            result.paginators[name] = client_paginator
+        if "auth" in endpoint:
+            endpoint["auth"] = normalize_auth(endpoint["auth"], f"{key_path}.endpoint.auth")
+        _dlt_validate(EndpointResource, resource, key_path)
+        result.resources.append(resource)
+    return result
+
+
+def _normalize_resource(entry: Any, key_path: str) -> dict[str, Any]:
+    """Brings one resource entry to `{"name": ..., "endpoint": {...}}` form (dlt's meaning)."""
+    if isinstance(entry, str):
+        return {"name": entry, "endpoint": {"path": entry}}
+    resource = dict(_require_mapping(entry, key_path))
+    name = resource.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{key_path}.name", "every resource needs a `name` string.")
+    endpoint = resource.get("endpoint", {})
+    if isinstance(endpoint, str):
+        endpoint = {"path": endpoint}
+    endpoint = dict(_require_mapping(endpoint, f"{key_path}.endpoint"))
+    endpoint.setdefault("path", name)
+    resource["endpoint"] = endpoint
+    return resource
+
+
+__all__ = [
+    "NormalizedConfig",
+    "make_paginator",
+    "mask",
+    "normalize_auth",
+    "normalize_config",
+    "validate_paginator",
+]

@@ -1,0 +1,332 @@
+"""Paginators for the API shapes support_api speaks.
+
+dlt's paginators do the paging; these subclasses add what support APIs need and dlt lacks:
+a page-size parameter on cursor endpoints, a stop rule for offset and page-number endpoints
+that return no total, and loop detection for cursors and next links.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dlt.common import jsonpath
+from dlt.sources.helpers.rest_client.paginators import (
+    BasePaginator,
+    HeaderCursorPaginator,
+    HeaderLinkPaginator,
+    JSONLinkPaginator,
+    JSONResponseCursorPaginator,
+    OffsetPaginator,
+    PageNumberPaginator,
+    SinglePagePaginator,
+)
+from dlt.sources.helpers.rest_client.redaction import sanitize_url
+from requests import Request, Response
+
+from .errors import PaginationError
+
+
+class _RepeatGuard:
+    """Remembers the page references already followed and refuses to follow one twice."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def reset(self) -> None:
+        """Forgets every reference; called when a paginator starts a new walk."""
+        self._seen.clear()
+
+    def check(self, reference: str | None, kind: str, response: Response) -> None:
+        """Raises if `reference` was followed before in this walk.
+
+        Args:
+            reference: The next cursor or URL taken from `response`, or None on the last page.
+            kind: What the reference is, for the message ("cursor", "next link").
+            response: The response the reference came from.
+
+        Raises:
+            PaginationError: When the API hands out a reference it already gave.
+        """
+        if reference is None:
+            return
+        key = str(reference)
+        if key in self._seen:
+            raise PaginationError(
+                f"The API returned the same {kind} twice, so pagination would loop forever."
+                f" Response from {sanitize_url(response.url)} repeated a {kind} already"
+                f" followed ({len(self._seen)} pages read). Check the paginator settings"
+                " (cursor_path, cursor_param) or report the API bug."
+            )
+        self._seen.add(key)
+
+
+class CursorPaginator(JSONResponseCursorPaginator):
+    """Cursor in the JSON body, sent back as a query parameter, with an optional page size.
+
+    Sample response (`cursor_path="paging.next.after"`, `cursor_param="after"`, `limit=100`)::
+
+        {"data": [{"id": 1}, ...], "paging": {"next": {"after": "MTAw"}}}
+
+    The next request is `?after=MTAw&limit=100`. The walk stops when the cursor is missing or
+    empty (or per `stop_after_empty_page` / `has_more_path`), and raises `PaginationError` when
+    a cursor repeats.
+    """
+
+    def __init__(
+        self,
+        cursor_path: jsonpath.TJsonPath = "next_cursor",
+        cursor_param: str | None = None,
+        cursor_body_path: str | None = None,
+        *,
+        limit: int | None = None,
+        limit_param: str = "limit",
+        stop_after_empty_page: bool = False,
+        has_more_path: jsonpath.TJsonPath | None = None,
+    ) -> None:
+        """Configures the cursor and the page size.
+
+        Args:
+            cursor_path: JSON path of the next cursor in the response.
+            cursor_param: Query parameter that carries the cursor. Defaults to `cursor`.
+            cursor_body_path: Where to put the cursor in a JSON request body instead.
+            limit: Page size to ask for; sent as `limit_param` on every request if set.
+            limit_param: Query parameter that carries the page size.
+            stop_after_empty_page: Stop on an empty page even if a cursor is present.
+            has_more_path: JSON path of a boolean telling whether more pages exist.
+        """
+        super().__init__(
+            cursor_path=cursor_path,
+            cursor_param=cursor_param,
+            cursor_body_path=cursor_body_path,
+            stop_after_empty_page=stop_after_empty_page,
+            has_more_path=has_more_path,
+        )
+        self.limit = limit
+        self.limit_param = limit_param
+        self._guard = _RepeatGuard()
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk: forgets old cursors and sets the page size."""
+        self._guard.reset()
+        self._has_next_page = True
+        if self.limit is not None:
+            request.params = {**(request.params or {}), self.limit_param: self.limit}
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        """Reads the next cursor and refuses one that was already followed."""
+        super().update_state(response, data)
+        if self._has_next_page:
+            self._guard.check(self._next_reference, "cursor", response)
+
+
+class OffsetLimitPaginator(OffsetPaginator):
+    """Offset and limit in the query; stops on a short or empty page when there is no total.
+
+    Sample response (`limit=100`, no `total_path`)::
+
+        {"tickets": [{"id": 1}, ...]}
+
+    Requests go `?offset=0&limit=100`, `?offset=100&limit=100`, ... and stop after a page with
+    fewer than `limit` items. When `total_path` is given the total is honoured as in dlt.
+    The limit must not exceed the API's own maximum page size: an API that silently caps the
+    page size returns short pages, and the walk would stop early.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        offset: int = 0,
+        offset_param: str = "offset",
+        limit_param: str = "limit",
+        total_path: jsonpath.TJsonPath | None = None,
+        maximum_offset: int | None = None,
+        *,
+        stop_after_empty_page: bool = True,
+        stop_after_short_page: bool = True,
+        has_more_path: jsonpath.TJsonPath | None = None,
+    ) -> None:
+        """Configures offset paging.
+
+        Args:
+            limit: Page size, sent as `limit_param`.
+            offset: First offset.
+            offset_param: Query parameter for the offset.
+            limit_param: Query parameter for the page size.
+            total_path: JSON path of the total item count, if the API returns one.
+            maximum_offset: Stop before this offset.
+            stop_after_empty_page: Stop on an empty page.
+            stop_after_short_page: Stop on a page with fewer than `limit` items.
+            has_more_path: JSON path of a boolean telling whether more pages exist.
+        """
+        super().__init__(
+            limit=limit,
+            offset=offset,
+            offset_param=offset_param,
+            limit_param=limit_param,
+            total_path=total_path,
+            maximum_offset=maximum_offset,
+            stop_after_empty_page=stop_after_empty_page,
+            has_more_path=has_more_path,
+        )
+        self.stop_after_short_page = stop_after_short_page
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        """Advances the offset and stops on an empty or short page."""
+        super().update_state(response, data)
+        if self.stop_after_short_page and data is not None and len(data) < self.limit:
+            self._has_next_page = False
+
+
+class PageNumberSizePaginator(PageNumberPaginator):
+    """Page number in the query, with an optional page size and the same stop rules as offset.
+
+    Sample response (`page_size=100`, no `total_path`)::
+
+        {"data": [{"id": 1}, ...], "page": 3}
+
+    Requests go `?page=1&per_page=100`, `?page=2&per_page=100`, ... until an empty page, or a
+    page shorter than `page_size` when it is set.
+    """
+
+    def __init__(
+        self,
+        base_page: int = 1,
+        page: int | None = None,
+        page_param: str = "page",
+        total_path: jsonpath.TJsonPath | None = None,
+        maximum_page: int | None = None,
+        *,
+        page_size: int | None = None,
+        page_size_param: str = "per_page",
+        stop_after_empty_page: bool = True,
+        has_more_path: jsonpath.TJsonPath | None = None,
+    ) -> None:
+        """Configures page-number paging.
+
+        Args:
+            base_page: Number of the first page (0 or 1).
+            page: Page to start from; defaults to `base_page`.
+            page_param: Query parameter for the page number.
+            total_path: JSON path of the total page count, if the API returns one.
+            maximum_page: Stop before this page.
+            page_size: Items per page; sent as `page_size_param` and used to stop on a short page.
+            page_size_param: Query parameter for the page size.
+            stop_after_empty_page: Stop on an empty page.
+            has_more_path: JSON path of a boolean telling whether more pages exist.
+        """
+        super().__init__(
+            base_page=base_page,
+            page=base_page if page is None else page,
+            page_param=page_param,
+            total_path=total_path,
+            maximum_page=maximum_page,
+            stop_after_empty_page=stop_after_empty_page,
+            has_more_path=has_more_path,
+        )
+        self.page_size = page_size
+        self.page_size_param = page_size_param
+
+    def init_request(self, request: Request) -> None:
+        """Starts at the first page and sets the page size."""
+        super().init_request(request)
+        if self.page_size is not None:
+            request.params = {**(request.params or {}), self.page_size_param: self.page_size}
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        """Advances the page and stops on an empty or short page."""
+        super().update_state(response, data)
+        if self.page_size is not None and data is not None and len(data) < self.page_size:
+            self._has_next_page = False
+
+
+class NextLinkPaginator(JSONLinkPaginator):
+    """Next-page URL in the JSON body; raises when a link repeats.
+
+    Sample response (`next_url_path="next"`)::
+
+        {"data": [{"id": 1}, ...], "next": "https://api.example.com/v1/tickets?page_token=x"}
+    """
+
+    def __init__(self, next_url_path: jsonpath.TJsonPath = "next") -> None:
+        """Configures where the next URL is.
+
+        Args:
+            next_url_path: JSON path of the next page URL.
+        """
+        super().__init__(next_url_path=next_url_path)
+        self._guard = _RepeatGuard()
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk: forgets old links."""
+        self._guard.reset()
+        self._has_next_page = True
+        super().init_request(request)
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        """Reads the next link and refuses one that was already followed."""
+        super().update_state(response, data)
+        self._guard.check(self._next_reference, "next link", response)
+
+
+class LinkHeaderPaginator(HeaderLinkPaginator):
+    """Next-page URL in the `Link` header (`<url>; rel="next"`); raises when a link repeats."""
+
+    def __init__(self, links_next_key: str = "next") -> None:
+        """Configures which relation of the `Link` header is followed.
+
+        Args:
+            links_next_key: The `rel` of the next page link.
+        """
+        super().__init__(links_next_key=links_next_key)
+        self._guard = _RepeatGuard()
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk: forgets old links."""
+        self._guard.reset()
+        self._has_next_page = True
+        super().init_request(request)
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        """Reads the next link and refuses one that was already followed."""
+        super().update_state(response, data)
+        self._guard.check(self._next_reference, "next link", response)
+
+
+class HeaderCursorLoopPaginator(HeaderCursorPaginator):
+    """Cursor in a response header, sent back as a query parameter; raises on a repeat."""
+
+    def __init__(self, cursor_key: str = "next", cursor_param: str = "cursor") -> None:
+        """Configures the header and the parameter.
+
+        Args:
+            cursor_key: Response header that carries the next cursor.
+            cursor_param: Query parameter the cursor is sent back in.
+        """
+        super().__init__(cursor_key=cursor_key, cursor_param=cursor_param)
+        self._guard = _RepeatGuard()
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk: forgets old cursors."""
+        self._guard.reset()
+        self._has_next_page = True
+        super().init_request(request)
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        """Reads the next cursor and refuses one that was already followed."""
+        super().update_state(response, data)
+        self._guard.check(self._next_reference, "cursor", response)
+
+
+PAGINATOR_TYPES: dict[str, type[BasePaginator]] = {
+    "cursor": CursorPaginator,
+    "offset": OffsetLimitPaginator,
+    "page_number": PageNumberSizePaginator,
+    "json_link": NextLinkPaginator,
+    "json_response": NextLinkPaginator,
+    "header_link": LinkHeaderPaginator,
+    "header_cursor": HeaderCursorLoopPaginator,
+    "single_page": SinglePagePaginator,
+}
+"""Paginator `type` names accepted in configs, mapped to the class that implements each.
+
+`auto` is also accepted and left to dlt's detection."""

@@ -1,0 +1,123 @@
+"""Defaults and the resource catalogue of the support_api source.
+
+Each resource is one typed record (`EndpointSpec`): what it is called, where it lives, how its
+pages are read and which field drives incremental loading. Every field can be overridden per
+resource in `.dlt/config.toml` (`[sources.support_api.endpoints.<name>]`) or env vars
+(`SOURCES__SUPPORT_API__ENDPOINTS__<NAME>__<FIELD>`) without code changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+DEFAULT_START_DATE: Final = "2000-01-01T00:00:00Z"
+"""Earliest `updated_at` loaded on a first run, unless `start_date` says otherwise."""
+
+DEFAULT_PAGE_SIZE: Final = 100
+"""Rows asked for per page."""
+
+MAX_PAGE_SIZE: Final = 10_000
+"""Largest page size accepted in config: beyond this a typo is more likely than intent."""
+
+DEFAULT_LOOKBACK_SECONDS: Final = 0
+"""Seconds subtracted from the last seen cursor before it is sent as `updated_since`."""
+
+DEFAULT_RETRY_STATUS_CODES: Final = (429, 500, 502, 503, 504)
+"""Statuses retried with backoff. 401, 403 and 404 fail at once."""
+
+DEFAULT_MAX_RETRIES: Final = 3
+"""Retries after the first attempt."""
+
+DEFAULT_BACKOFF_FACTOR: Final = 2.0
+"""Backoff waits are 2, 4, 8 seconds for a factor of 2."""
+
+DEFAULT_MAX_RETRY_DELAY: Final = 60.0
+"""Cap in seconds on one wait, `Retry-After` included."""
+
+DEFAULT_REQUEST_TIMEOUT: Final = 60.0
+"""Connect and read timeout of a request, in seconds."""
+
+DEFAULT_CURSOR_FIELD: Final = "updated_at"
+DEFAULT_UPDATED_SINCE_PARAM: Final = "updated_since"
+DEFAULT_UPDATED_BEFORE_PARAM: Final = "updated_before"
+
+DEFAULT_PAGINATOR: Final[Mapping[str, Any]] = MappingProxyType(
+    {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "cursor"}
+)
+"""Pagination of the catalogue endpoints; the page size is added from `page_size`."""
+
+_TIMESTAMP: Final[Mapping[str, Any]] = MappingProxyType(
+    {"data_type": "timestamp", "nullable": True}
+)
+_JSON: Final[Mapping[str, Any]] = MappingProxyType({"data_type": "json", "nullable": True})
+_ID: Final[Mapping[str, Any]] = MappingProxyType({"data_type": "bigint", "nullable": False})
+
+
+def _hints(**columns: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    return MappingProxyType({"id": _ID, "created_at": _TIMESTAMP, **columns})
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One resource of the catalogue.
+
+    Attributes:
+        name: Resource and table name.
+        path: Path relative to `base_url`.
+        data_selector: JSON path of the list of records in a response.
+        primary_key: Column(s) the table merges on.
+        cursor_field: Field holding the record's last-updated timestamp.
+        updated_since_param: Query parameter the API filters `cursor_field >= value` with;
+            None when the API has no such filter (every run then reads everything and dlt
+            filters client side).
+        updated_before_param: Query parameter for the exclusive upper bound used with
+            `end_date`; None when the API has none.
+        paginator: Paginator config, as in a rest_api `paginator` block.
+        columns: Column hints. Timestamps are typed, nested lists and objects whose keys vary
+            are kept as JSON columns (one row per record, no child tables).
+        write_disposition: How rows are written.
+    """
+
+    name: str
+    path: str
+    data_selector: str = "data"
+    primary_key: str = "id"
+    cursor_field: str = DEFAULT_CURSOR_FIELD
+    updated_since_param: str | None = DEFAULT_UPDATED_SINCE_PARAM
+    updated_before_param: str | None = DEFAULT_UPDATED_BEFORE_PARAM
+    paginator: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_PAGINATOR)
+    columns: Mapping[str, Mapping[str, Any]] = field(default_factory=_hints)
+    write_disposition: str = "merge"
+
+
+CATALOGUE: Final[tuple[EndpointSpec, ...]] = (
+    EndpointSpec(
+        name="tickets",
+        path="/v1/tickets",
+        columns=_hints(
+            due_at=_TIMESTAMP,
+            tags=_JSON,
+            custom_fields=_JSON,
+            assignee_id={"data_type": "bigint", "nullable": True},
+            priority={"data_type": "text", "nullable": True},
+        ),
+    ),
+    EndpointSpec(name="ticket_comments", path="/v1/ticket_comments"),
+    EndpointSpec(
+        name="organizations",
+        path="/v1/organizations",
+        columns=_hints(domain_names=_JSON, organization_fields=_JSON),
+    ),
+    EndpointSpec(name="agents", path="/v1/agents"),
+    EndpointSpec(name="groups", path="/v1/groups"),
+    EndpointSpec(name="brands", path="/v1/brands"),
+    EndpointSpec(name="customers", path="/v1/customers"),
+)
+"""The default resources, loaded in this order."""
+
+CATALOGUE_BY_NAME: Final[Mapping[str, EndpointSpec]] = MappingProxyType(
+    {spec.name: spec for spec in CATALOGUE}
+)

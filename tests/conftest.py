@@ -1,0 +1,49 @@
+"""Shared fixtures: isolated dlt storage per test, the sandbox, and pipeline helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.sandbox.fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Runs every test in its own folder: dlt data dir, home (token stores), cwd."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def insecure_loopback_oauth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lets requests-oauthlib talk to the plain-http sandbox token endpoint (tests only)."""
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+
+
+class RecordedSleeps(list[float]):
+    """The waits dlt's retry machinery asked for, in order, instead of sleeping."""
+
+    def sleep(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> RecordedSleeps:
+    """Patches tenacity's sleep (used by dlt's retrying sessions) and records the waits."""
+    import tenacity.nap  # noqa: PLC0415 - imported where patched
+
+    sleeps = RecordedSleeps()
+
+    class _Time:
+        sleep = staticmethod(sleeps.sleep)
+
+    monkeypatch.setattr(tenacity.nap, "time", _Time)
+    return sleeps

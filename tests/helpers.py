@@ -1,0 +1,55 @@
+"""Helpers shared by the end-to-end tests: pipelines in tmp folders and table reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dlt
+
+
+def make_pipeline(tmp_path: Path, name: str = "support_api_test") -> dlt.Pipeline:
+    """A DuckDB pipeline whose state and database live under `tmp_path`."""
+    return dlt.pipeline(
+        pipeline_name=name,
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.duckdb(str(tmp_path / f"{name}.duckdb")),
+        dataset_name="support_desk",
+    )
+
+
+def table_rows(pipeline: dlt.Pipeline, table: str, columns: str = "id") -> list[tuple[Any, ...]]:
+    """All rows of `table` (selected `columns`), ordered by the first column."""
+    with pipeline.sql_client() as client:
+        qualified = client.make_qualified_table_name(table)
+        first = columns.split(",", maxsplit=1)[0]
+        query = f"SELECT {columns} FROM {qualified} ORDER BY {first}"  # noqa: S608 - test-controlled names
+        return [tuple(row) for row in client.execute_sql(query) or []]
+
+
+def table_ids(pipeline: dlt.Pipeline, table: str) -> list[int]:
+    """Ids of `table` in ascending order (duplicates kept, so tests can see them)."""
+    return [row[0] for row in table_rows(pipeline, table)]
+
+
+def loaded_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Rows the last run normalized, per data table."""
+    info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    counts = info.row_counts if info else {}
+    return {k: v for k, v in counts.items() if not k.startswith("_dlt")}
+
+
+def find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """Walks `__cause__`/`__context__` (and dlt's wrapped exceptions) to find a `kind`."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        stack.extend([current.__cause__, current.__context__])
+        stack.extend(getattr(current, "exceptions", None) or [])
+    return None

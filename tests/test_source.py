@@ -1,0 +1,180 @@
+"""End-to-end tests of the `support_api` source on the loopback sandbox."""
+
+from __future__ import annotations
+
+import dlt
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth
+
+from sources.support_api import HTTPStatusError, support_api
+from sources.support_api.settings import CATALOGUE
+from tests.helpers import find_cause, loaded_counts, make_pipeline, table_ids, table_rows
+from tests.sandbox import Fault
+
+TABLES = [spec.name for spec in CATALOGUE]
+
+
+@pytest.fixture
+def desk(sandbox_factory):
+    """A desk-shaped sandbox with the API key in the query, and the source pointed at it."""
+    return sandbox_factory(seed=11, size=250, shape="desk", auth="api_key_query")
+
+
+def desk_source(server, **kwargs):
+    credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
+    return support_api(base_url=server.url, credentials=credentials, **kwargs)
+
+
+def test_every_resource_loads_exact_ids_without_duplicates_after_two_runs(desk, tmp_path):
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(desk_source(desk))
+    first = loaded_counts(pipeline)
+    pipeline.run(desk_source(desk))
+
+    for table in TABLES:
+        assert first[table] == desk.dataset.count(table)
+        assert table_ids(pipeline, table) == sorted(desk.dataset.ids(table)), table
+    assert loaded_counts(pipeline) == {}
+
+
+def test_credentials_and_base_url_resolve_from_env(desk, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCES__SUPPORT_API__BASE_URL", desk.url)
+    monkeypatch.setenv("SOURCES__SUPPORT_API__CREDENTIALS__API_KEY", desk.secrets.api_key)
+    monkeypatch.setenv("SOURCES__SUPPORT_API__CREDENTIALS__NAME", "api_key")
+    monkeypatch.setenv("SOURCES__SUPPORT_API__CREDENTIALS__LOCATION", "query")
+    monkeypatch.setenv("SOURCES__SUPPORT_API__RESOURCES", '["brands", "groups"]')
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(support_api())
+    assert set(loaded_counts(pipeline)) == {"brands", "groups"}
+    assert table_ids(pipeline, "brands") == sorted(desk.dataset.ids("brands"))
+
+
+def test_after_mutation_only_changed_rows_load_and_unchanged_resources_cost_one_request(
+    desk, tmp_path
+):
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(desk_source(desk))
+    changes = desk.mutate(updates=6, creates=4, tables=["tickets", "customers"])
+    desk.reset_log()
+
+    pipeline.run(desk_source(desk))
+
+    counts = loaded_counts(pipeline)
+    assert counts == {
+        "tickets": len(changes["tickets"].updated_ids) + len(changes["tickets"].created_ids),
+        "customers": len(changes["customers"].updated_ids) + len(changes["customers"].created_ids),
+    }
+    for table in TABLES:
+        if table not in counts:
+            assert desk.count(path=f"/v1/{table}") == 1, table
+    for table in ("tickets", "customers"):
+        loaded = dict(table_rows(pipeline, table, "id, updated_at"))
+        expected = {row["id"]: row["updated_at"] for row in desk.dataset.rows(table)}
+        assert len(loaded) == len(expected)
+        assert {k: v.strftime("%Y-%m-%dT%H:%M:%SZ") for k, v in loaded.items()} == expected
+        assert table_ids(pipeline, table) == sorted(expected)
+
+
+def test_last_cursor_is_sent_to_the_server_minus_the_lookback(desk, tmp_path):
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(desk_source(desk, resources=["agents"]))
+    last = max(row["updated_at"] for row in desk.dataset.rows("agents"))
+    desk.reset_log()
+
+    pipeline.run(desk_source(desk, resources=["agents"], lookback_seconds=3600))
+
+    (request,) = desk.requests(path="/v1/agents")
+    sent = pendulum_parse(request.query["updated_since"])
+    assert sent == pendulum_parse(last).subtract(hours=1)
+    assert loaded_counts(pipeline).get("agents", 0) > 0
+    assert table_ids(pipeline, "agents") == sorted(desk.dataset.ids("agents"))
+
+
+def pendulum_parse(value: str):
+    import pendulum  # noqa: PLC0415 - only these tests compare instants
+
+    return pendulum.parse(value)
+
+
+def test_end_date_window_sends_both_bounds_and_keeps_no_state(desk, tmp_path):
+    pipeline = make_pipeline(tmp_path)
+    start, end = "2024-01-01T00:10:00Z", "2024-01-01T01:00:00Z"
+    pipeline.run(desk_source(desk, resources=["tickets"], start_date=start, end_date=end))
+
+    expected = [r["id"] for r in desk.dataset.rows("tickets") if start <= r["updated_at"] < end]
+    assert expected
+    assert table_ids(pipeline, "tickets") == sorted(expected)
+    query = desk.requests(path="/v1/tickets")[0].query
+    assert query["updated_since"] == start
+    assert query["updated_before"] == end
+
+
+def test_401_is_not_retried_and_names_resource_and_redacted_url(desk, tmp_path):
+    desk.inject("/v1/groups", [Fault(status=401)])
+    pipeline = make_pipeline(tmp_path)
+    with pytest.raises(PipelineStepFailed) as failure:
+        pipeline.run(desk_source(desk, resources=["groups"]))
+    error = find_cause(failure.value, HTTPStatusError)
+    assert isinstance(error, HTTPStatusError)
+    assert error.status_code == 401
+    assert "`groups`" in str(error)
+    assert "api_key=%2A%2A%2A" in str(error) or "api_key=***" in str(error)
+    assert desk.secrets.api_key not in str(failure.value)
+    assert desk.count(path="/v1/groups") == 1
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_client_errors_fail_at_once(desk, tmp_path, status):
+    desk.inject("/v1/brands", [Fault(status=status)])
+    pipeline = make_pipeline(tmp_path)
+    with pytest.raises(PipelineStepFailed) as failure:
+        pipeline.run(desk_source(desk, resources=["brands"]))
+    error = find_cause(failure.value, HTTPStatusError)
+    assert isinstance(error, HTTPStatusError)
+    assert error.status_code == status
+    assert desk.count(path="/v1/brands") == 1
+    state = pipeline.state.get("sources", {})
+    assert "brands" not in str(state)
+
+
+def test_resources_extract_in_parallel_with_one_shared_auth(desk, tmp_path):
+    source = desk_source(desk).parallelize()
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(source)
+    for table in TABLES:
+        assert table_ids(pipeline, table) == sorted(desk.dataset.ids(table))
+
+
+def test_endpoint_overrides_from_env_change_path_selector_and_paginator(
+    sandbox_factory, tmp_path, monkeypatch
+):
+    server = sandbox_factory(seed=3, size=120, shape="seed001", auth="api_key_query")
+    monkeypatch.setenv(
+        "SOURCES__SUPPORT_API__ENDPOINTS",
+        '{"tickets": {"path": "/v1/tickets", "data_selector": "tickets",'
+        ' "paginator": {"type": "offset", "limit": 25}}}',
+    )
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(desk_source(server, resources=["tickets"]))
+    assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
+    offsets = [int(r.query["offset"]) for r in server.requests(path="/v1/tickets")]
+    assert offsets == list(range(0, 125, 25))
+
+
+def test_schema_hints_type_timestamps_and_keep_nested_values_as_json(desk, tmp_path):
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(desk_source(desk, resources=["tickets", "organizations"]))
+    schema = pipeline.default_schema
+    tickets = schema.get_table_columns("tickets")
+    assert tickets["updated_at"]["data_type"] == "timestamp"
+    assert tickets["updated_at"]["nullable"] is False
+    assert tickets["created_at"]["data_type"] == "timestamp"
+    assert tickets["tags"]["data_type"] == "json"
+    assert tickets["custom_fields"]["data_type"] == "json"
+    assert tickets["id"]["primary_key"] is True
+    assert schema.get_table("tickets")["write_disposition"] == "merge"
+    assert "tickets__tags" not in schema.tables
+    organizations = schema.get_table_columns("organizations")
+    assert organizations["organization_fields"]["data_type"] == "json"
+    assert dlt.__version__.startswith("1.31")
