@@ -56,7 +56,7 @@ def demo(session: nox.Session) -> None:
     _install(session)
     workdir = Path(os.environ.get("SUPPORT_API_DEMO_DIR", ROOT / "demo_data"))
     workdir.mkdir(exist_ok=True)
-    session.run("python", "-m", "tests.sandbox.demo", str(workdir), *session.posargs)
+    session.run("python", "-m", "tests.demo", str(workdir), *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
