@@ -58,7 +58,7 @@ def main(workdir: Path) -> None:
         run_pipeline(env, "sync")
         return
 
-    sandbox = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+    sandbox = subprocess.Popen(
         [
             sys.executable,
             "-m",

@@ -178,3 +178,29 @@ def test_schema_hints_type_timestamps_and_keep_nested_values_as_json(desk, tmp_p
     organizations = schema.get_table_columns("organizations")
     assert organizations["organization_fields"]["data_type"] == "json"
     assert dlt.__version__.startswith("1.31")
+
+
+def test_rows_updated_in_the_same_second_as_the_last_loaded_row_are_neither_lost_nor_repeated(
+    desk, tmp_path
+):
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(desk_source(desk, resources=["tickets"]))
+    first = desk.mutate(updates=0, creates=1, tables=["tickets"])["tickets"]
+    pipeline.run(desk_source(desk, resources=["tickets"]))
+    assert loaded_counts(pipeline) == {"tickets": 1}
+    tie = desk.mutate(updates=2, creates=2, tables=["tickets"], same_second=True)["tickets"]
+    last_second = desk.dataset.get("tickets", first.created_ids[0])["updated_at"]
+    for row_id in (*tie.updated_ids, *tie.created_ids):
+        assert desk.dataset.get("tickets", row_id)["updated_at"] == last_second
+
+    desk.reset_log()
+    pipeline.run(desk_source(desk, resources=["tickets"]))
+
+    assert loaded_counts(pipeline) == {"tickets": 4}
+    assert desk.requests(path="/v1/tickets")[0].query["updated_since"] == last_second
+    assert table_ids(pipeline, "tickets") == sorted(desk.dataset.ids("tickets"))
+    loaded = dict(table_rows(pipeline, "tickets", "id, updated_at"))
+    assert all(
+        loaded[r["id"]].strftime("%Y-%m-%dT%H:%M:%SZ") == r["updated_at"]
+        for r in desk.dataset.rows("tickets")
+    )
