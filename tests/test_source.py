@@ -204,3 +204,25 @@ def test_rows_updated_in_the_same_second_as_the_last_loaded_row_are_neither_lost
         loaded[r["id"]].strftime("%Y-%m-%dT%H:%M:%SZ") == r["updated_at"]
         for r in desk.dataset.rows("tickets")
     )
+
+
+def loaded_file_formats(pipeline) -> set[str]:
+    info = pipeline.last_trace.last_load_info
+    return {
+        job.job_file_info.file_format
+        for package in info.load_packages
+        for job in package.jobs["completed_jobs"]
+        if not job.job_file_info.table_name.startswith("_dlt")
+        and job.job_file_info.file_format != "sql"  # merge follow-up jobs
+    }
+
+
+def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(desk_source(desk, resources=["brands"]))
+    assert loaded_file_formats(pipeline) == {"jsonl"}
+
+    other = make_pipeline(tmp_path, "insert_values_pipeline")
+    other.run(desk_source(desk, resources=["brands"], file_format=None))
+    assert loaded_file_formats(other) == {"insert_values"}
+    assert table_ids(other, "brands") == table_ids(pipeline, "brands")

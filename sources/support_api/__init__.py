@@ -55,6 +55,7 @@ def support_api(
     lookback_seconds: int = DEFAULT_LOOKBACK_SECONDS,
     error_handler: dict[str, Any] | None = None,
     endpoints: dict[str, Any] | None = None,
+    file_format: str | None = "auto",
 ) -> list[DltResource]:
     """Loads the support desk: every resource merges on `id`, incrementally on `updated_at`.
 
@@ -73,6 +74,9 @@ def support_api(
             `max_retries`, `backoff_factor`, `max_retry_delay`, `timeout`.
         endpoints: Per-resource overrides, e.g. `{"tickets": {"path": "/api/v2/tickets",
             "cursor_field": "modifiedTime", "updated_since_param": "start_time"}}`.
+        file_format: Load file format of every table. `auto` (default) uses jsonl (else
+            parquet) when the active pipeline's destination would otherwise insert row by row;
+            None leaves the choice to `pipeline.run(loader_file_format=...)`.
 
     Returns:
         The selected resources.
@@ -88,7 +92,9 @@ def support_api(
         lookback_seconds=lookback_seconds,
         overrides=endpoints,
     )
-    return build_resources(normalize_config(config, default_policy=policy))
+    normalized = normalize_config(config, default_policy=policy)
+    normalized.file_format = file_format
+    return build_resources(normalized)
 
 
 @dlt.source(name="support_api", section="support_api")
@@ -105,7 +111,8 @@ def support_api_from_config(
     root_key: bool | None = None,
     schema: Schema | None = None,
     schema_contract: TSchemaContract | None = None,
-    parallelized: bool = False,
+    parallelized: bool = True,
+    file_format: str | None = "auto",
 ) -> DltSource:
     """Creates a source from a dict written like a dlt `rest_api_source` config.
 
@@ -122,7 +129,9 @@ def support_api_from_config(
         root_key: As in `rest_api_source`.
         schema: As in `rest_api_source`.
         schema_contract: As in `rest_api_source`.
-        parallelized: Extract resources in parallel (they share one auth object).
+        parallelized: Extract resources in parallel threads (they share one auth object);
+            a resource's own `parallelized` key wins.
+        file_format: As in `support_api`.
 
     Returns:
         The dlt source.
@@ -131,6 +140,8 @@ def support_api_from_config(
         ConfigError: Naming the key path of the first problem, with secrets masked.
     """
     normalized = normalize_config(config)
+    normalized.parallelized = parallelized
+    normalized.file_format = file_format
     options: dict[str, Any] = {
         "name": name,
         "section": section,
@@ -139,9 +150,7 @@ def support_api_from_config(
         "schema": schema,
         "schema_contract": schema_contract,
     }
-    source = _configured_source.clone(
-        parallelized=parallelized, **{k: v for k, v in options.items() if v is not None}
-    )
+    source = _configured_source.clone(**{k: v for k, v in options.items() if v is not None})
     return source(normalized)
 
 

@@ -62,6 +62,10 @@ class NormalizedConfig:
         paginators: Paginator config per resource name (None: dlt's detection).
         policies: Retry policy per resource name.
         client_paginator: The client-level paginator config, used where a resource sets none.
+        file_format: Load file format hint for resources that set none: `auto` picks a bulk
+            format (jsonl, else parquet) when the active pipeline's destination would
+            otherwise insert row by row; None leaves it to `pipeline.run(loader_file_format=)`.
+        parallelized: Extract resources that set no `parallelized` in parallel threads.
     """
 
     client: dict[str, Any]
@@ -70,6 +74,8 @@ class NormalizedConfig:
     paginators: dict[str, Mapping[str, Any] | BasePaginator | None] = field(default_factory=dict)
     policies: dict[str, RetryPolicy] = field(default_factory=dict)
     client_paginator: Mapping[str, Any] | BasePaginator | None = None
+    file_format: str | None = "auto"
+    parallelized: bool = True
 
 
 def mask(value: Any) -> str:

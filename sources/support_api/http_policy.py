@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
@@ -123,13 +123,15 @@ class SessionPool:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def session_for(self, policy: RetryPolicy) -> Session:
-        """Returns a session that retries per `policy`.
+        """Returns a session that retries per `policy`, one real session per thread.
 
         Args:
             policy: The retry rules.
 
         Returns:
             A `requests` session whose `send` retries with backoff and honours `Retry-After`.
+            Resources extracted in parallel each use their own thread's session (a
+            `requests.Session` is not thread-safe); connections come from one shared pool.
         """
         with self._lock:
             client = self._clients.get(policy)
@@ -145,7 +147,19 @@ class SessionPool:
                     respect_retry_after_header=True,
                 )
                 self._clients[policy] = client
-        return client.session
+        return cast("Session", _PerThreadSession(client))
+
+
+class _PerThreadSession:
+    """Forwards to the calling thread's session of a dlt `Client`."""
+
+    raise_for_status = False
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client.session, name)
 
 
 def error_hook(resource_name: str, policy: RetryPolicy) -> Callable[..., None]:

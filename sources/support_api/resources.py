@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
 from dlt.extract import DltResource
 from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import build_resource_dependency_graph
@@ -28,6 +30,7 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         The resources, in the order they were configured.
     """
     pool = pool or SessionPool()
+    file_format = fast_file_format() if config.file_format == "auto" else config.file_format
     defaults = cast("Any", config.resource_defaults)
     graph, _, parents = build_resource_dependency_graph(defaults, cast("Any", config.resources))
     by_name: dict[str, dict[str, Any] | DltResource] = {
@@ -41,15 +44,43 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
             built[name] = entry
             continue
         resource = _with_runtime_parts(entry, config)
+        parent_names = {p.resolve_config["resource"] for p in parents.get(name) or []}
+        if file_format is not None:
+            resource.setdefault("file_format", file_format)
+        if not parent_names:
+            resource.setdefault("parallelized", config.parallelized)
         policy = config.policies[name]
         client = {**config.client, "session": pool.session_for(policy)}
-        parent_names = {p.resolve_config["resource"] for p in parents.get(name) or []}
         batch: list[Any] = [built[p] for p in parent_names]
         batch.append(resource)
         batch_graph, endpoint_map, param_map = build_resource_dependency_graph(defaults, batch)
         created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
         built[name] = created[name]
     return [built[name] for name in by_name]
+
+
+def fast_file_format() -> str | None:
+    """Picks a bulk load file format for the active pipeline's destination.
+
+    dlt's default for DuckDB (and other SQL destinations) is `insert_values`: row-by-row
+    INSERT statements, the slowest part of a large load. When the active pipeline's
+    destination prefers that and supports `jsonl` (or `parquet`), this returns the faster one.
+
+    Returns:
+        `jsonl`, `parquet`, or None when there is no active pipeline with a destination or the
+        destination's preferred format is already a bulk one.
+    """
+    context = Container()[PipelineContext]
+    if not context.is_active():
+        return None
+    destination = getattr(context.pipeline(), "destination", None)
+    if destination is None:
+        return None
+    capabilities = destination.capabilities()
+    if capabilities.preferred_loader_file_format != "insert_values":
+        return None
+    supported = capabilities.supported_loader_file_formats or ()
+    return next((fmt for fmt in ("jsonl", "parquet") if fmt in supported), None)
 
 
 def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> dict[str, Any]:
