@@ -91,15 +91,30 @@ def mask(value: Any) -> str:
     return "*****" if len(text) < 8 else f"{text[0]}*****{text[-1]}"  # noqa: PLR2004 - short secrets are fully masked
 
 
-def _masked_copy(value: Any) -> Any:
-    """Copies dicts and lists (not the objects in them), masking values of secret keys."""
+def copy_structure(value: Any, *, masked: bool = False) -> Any:
+    """Copies dicts and lists, not the objects in them (auth objects, paginators, resources).
+
+    dlt writes into an endpoint's `params` while paging (the incremental parameters), so every
+    resource needs dicts of its own, never ones shared through `resource_defaults`.
+
+    Args:
+        value: A config or part of one.
+        masked: Replace string values of secret keys by a masked form (for messages).
+
+    Returns:
+        The copy.
+    """
     if isinstance(value, dict):
         return {
-            k: (mask(v) if k in SECRET_KEYS and isinstance(v, str) else _masked_copy(v))
+            k: (
+                mask(v)
+                if masked and k in SECRET_KEYS and isinstance(v, str)
+                else copy_structure(v, masked=masked)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_masked_copy(v) for v in value]
+        return [copy_structure(v, masked=masked) for v in value]
     return value
 
 
@@ -112,7 +127,7 @@ def _require_mapping(value: Any, key_path: str) -> Mapping[str, Any]:
 def _dlt_validate(spec: Any, value: Mapping[str, Any], key_path: str) -> None:
     """Validates with dlt's TypedDict validator and reports the innermost failing key."""
     try:
-        validate_dict(spec, _masked_copy(value), path=key_path)
+        validate_dict(spec, copy_structure(value, masked=True), path=key_path)
     except DictValidationException as ex:
         inner = ex
         while inner.nested_exceptions:
@@ -397,6 +412,7 @@ def _normalize_resource(entry: Any, key_path: str) -> dict[str, Any]:
 
 __all__ = [
     "NormalizedConfig",
+    "copy_structure",
     "make_paginator",
     "mask",
     "normalize_auth",

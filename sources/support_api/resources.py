@@ -15,7 +15,7 @@ from dlt.extract import DltResource
 from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import build_resource_dependency_graph
 
-from .config import NormalizedConfig, make_paginator
+from .config import NormalizedConfig, copy_structure, make_paginator
 from .http_policy import SessionPool, error_hook
 
 
@@ -53,7 +53,9 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         client = {**config.client, "session": pool.session_for(policy)}
         batch: list[Any] = [built[p] for p in parent_names]
         batch.append(resource)
-        batch_graph, endpoint_map, param_map = build_resource_dependency_graph(defaults, batch)
+        batch_graph, endpoint_map, param_map = build_resource_dependency_graph(
+            copy_structure(defaults), batch
+        )
         created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
         built[name] = created[name]
     return [built[name] for name in by_name]
@@ -86,7 +88,8 @@ def fast_file_format() -> str | None:
 def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> dict[str, Any]:
     """Copies a resource entry and adds its fresh paginator and its error hook."""
     name = resource["name"]
-    endpoint = dict(resource["endpoint"])
+    resource = copy_structure(resource)
+    endpoint = resource["endpoint"]
     paginator = make_paginator(config.paginators.get(name))
     if paginator is not None:
         endpoint["paginator"] = paginator
