@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from dlt.extract import DltSource
-
 from dlt.sources.rest_api import rest_api_source
 
 from sources.support_api import support_api_from_config
