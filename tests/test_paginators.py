@@ -9,12 +9,13 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.support_api import PaginationError, support_api_from_config
+from sources.support_api.paginators import DEFAULT_PREFETCH_PAGES
 from tests.helpers import find_cause, make_pipeline, table_ids
 from tests.sandbox import Fault
 
 PAGE = 40
 
-KINDS = {
+KINDS: dict[str, dict[str, object]] = {
     "cursor": {
         "type": "cursor",
         "cursor_path": "next_cursor",
@@ -58,16 +59,41 @@ def test_paginator_reads_every_page_once(sandbox_factory, tmp_path, kind, size):
 
     assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
     requests = server.requests(path=f"/kinds/{kind}/tickets")
+    queries = [tuple(sorted(r.query.items())) for r in requests]
+    assert len(set(queries)) == len(queries), "a page was fetched twice"
     pages = math.ceil(size / PAGE)
     if kind in ("offset", "page_number") and size % PAGE == 0:
         pages += 1  # no total: the walk ends on the first empty page
     if kind in ("json_link", "header_link"):
         assert len(requests) >= 2
+    elif kind in ("offset", "page_number"):
+        # pages after a full one are fetched ahead: at most prefetch - 1 past the end
+        assert pages <= len(requests) <= pages + DEFAULT_PREFETCH_PAGES - 1
     else:
         assert len(requests) == pages
     if kind == "offset":
-        assert [int(r.query["offset"]) for r in requests] == [PAGE * i for i in range(pages)]
+        offsets = sorted(int(r.query["offset"]) for r in requests)
+        assert offsets[:pages] == [PAGE * i for i in range(pages)]
         assert {r.query["limit"] for r in requests} == {str(PAGE)}
+
+
+@pytest.mark.parametrize("kind", ["offset", "page_number"])
+def test_numbered_walk_without_prefetch_is_strictly_sequential(sandbox_factory, tmp_path, kind):
+    server = sandbox_factory(seed=5, size=150, shape="kinds")
+    paginator: dict[str, object] = {**KINDS[kind], "prefetch": 0}
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(support_api_from_config(kinds_config(server.url, kind, paginator)))
+    assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
+    param = "offset" if kind == "offset" else "page"
+    sent = [int(r.query[param]) for r in server.requests(path=f"/kinds/{kind}/tickets")]
+    assert sent == ([0, 40, 80, 120] if kind == "offset" else [1, 2, 3, 4])
+
+
+def test_first_page_is_never_fetched_ahead(sandbox_factory, tmp_path):
+    server = sandbox_factory(seed=5, size=30, shape="kinds")
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(support_api_from_config(kinds_config(server.url, "offset", KINDS["offset"])))
+    assert len(server.requests(path="/kinds/offset/tickets")) == 1
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,15 @@ resource and the redacted URL.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
-from requests import Response, Session
+from requests import HTTPError, PreparedRequest, Request, Response, Session
 
 from .errors import ConfigError, HTTPStatusError, truncate_body
 from .settings import (
@@ -31,6 +33,8 @@ ERROR_HANDLER_KEYS = frozenset(
 """Keys accepted in an endpoint's `error_handler` block."""
 
 _HTTP_STATUSES = range(100, 600)
+_EPOCH_THRESHOLD = 1_000_000_000
+"""A rate-limit reset above this is an epoch timestamp, not a number of seconds."""
 _STATUS_HINTS: dict[int, str] = {
     401: "The credentials were refused: check the API key or OAuth2 client settings.",
     403: "The credentials lack permission for this endpoint: check the token's scopes/role.",
@@ -119,8 +123,17 @@ class SessionPool:
     """
 
     max_connections: int = 20
+    prefetch_threads: int = 8
     _clients: dict[RetryPolicy, Client] = field(default_factory=dict)
+    _pacers: dict[RetryPolicy, RateLimitPacer] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _prefetch_pool: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Creates the prefetch threads (started lazily by the executor)."""
+        self._prefetch_pool = ThreadPoolExecutor(
+            max_workers=self.prefetch_threads, thread_name_prefix="support_api_prefetch"
+        )
 
     def session_for(self, policy: RetryPolicy) -> Session:
         """Returns a session that retries per `policy`, one real session per thread.
@@ -147,19 +160,155 @@ class SessionPool:
                     respect_retry_after_header=True,
                 )
                 self._clients[policy] = client
-        return cast("Session", _PerThreadSession(client))
+            pacer = self._pacers.setdefault(policy, RateLimitPacer())
+        return cast("Session", PacedSession(client, pacer, self._prefetch_pool))
+
+    def close(self) -> None:
+        """Stops the prefetch threads (pending prefetches are dropped)."""
+        self._prefetch_pool.shutdown(wait=False, cancel_futures=True)
 
 
-class _PerThreadSession:
-    """Forwards to the calling thread's session of a dlt `Client`."""
+class RateLimitPacer:
+    """Spaces requests so they stay under the API's rate limit instead of bouncing off 429s.
+
+    Reads `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the window resets,
+    or an epoch timestamp) from every response, and `Retry-After` from 429s. When the budget
+    is spent, every thread using the same policy waits until the window resets.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = DEFAULT_MAX_RETRY_DELAY,
+    ) -> None:
+        """Creates a pacer with nothing to wait for.
+
+        Args:
+            clock: Monotonic seconds.
+            sleep: How to wait.
+            max_wait: Cap on one wait, in seconds.
+        """
+        self._clock = clock
+        self._sleep = sleep
+        self._max_wait = max_wait
+        self._resume_at = 0.0
+        self._lock = threading.Lock()
+        self.waits: list[float] = []
+
+    def wait(self) -> None:
+        """Blocks until the rate-limit window allows another request."""
+        with self._lock:
+            delay = self._resume_at - self._clock()
+        if delay > 0:
+            self.waits.append(delay)
+            self._sleep(min(delay, self._max_wait))
+
+    def observe(self, response: Response) -> None:
+        """Learns the remaining budget from a response's headers."""
+        headers = response.headers
+        pause = None
+        if response.status_code == 429:  # noqa: PLR2004 - Too Many Requests
+            pause = _seconds(headers.get("Retry-After"))
+        remaining = _seconds(headers.get("X-RateLimit-Remaining"))
+        if remaining is not None and remaining < 1:
+            pause = max(pause or 0.0, _seconds(headers.get("X-RateLimit-Reset")) or 1.0)
+        if pause:
+            with self._lock:
+                self._resume_at = max(self._resume_at, self._clock() + min(pause, self._max_wait))
+
+
+def _seconds(value: str | None) -> float | None:
+    """Parses a numeric header; epoch timestamps become seconds from now."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if number > _EPOCH_THRESHOLD:
+        return max(0.0, number - time.time())
+    return number
+
+
+class PacedSession:
+    """What dlt's `RESTClient` gets as its session.
+
+    Forwards to the calling thread's retrying session of a dlt `Client` (a `requests.Session`
+    is not thread-safe), waits on the rate-limit pacer before each request, and answers from
+    pages prefetched by a paginator when it has one for the URL.
+    """
 
     raise_for_status = False
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, pacer: RateLimitPacer, pool: ThreadPoolExecutor) -> None:
+        """Wraps one policy's client.
+
+        Args:
+            client: dlt's retrying client for the policy.
+            pacer: The policy's rate-limit pacer.
+            pool: Threads that fetch prefetched pages.
+        """
         self._client = client
+        self.pacer = pacer
+        self._pool = pool
+        self._prefetched: dict[str, Future[Response]] = {}
+        self._prefetch_lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
+        """Everything else (prepare_request, merge_environment_settings...) is the session's."""
         return getattr(self._client.session, name)
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        """Sends a request (or hands over its prefetched response), pacing and retrying."""
+        with self._prefetch_lock:
+            future = self._prefetched.pop(request.url or "", None)
+        if future is not None:
+            return future.result()
+        return self._send_paced(request, **kwargs)
+
+    def _send_paced(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        self.pacer.wait()
+        try:
+            session: Session = self._client.session
+            response = session.send(request, **kwargs)
+        except HTTPError as ex:
+            if ex.response is not None:
+                self.pacer.observe(ex.response)
+            raise
+        self.pacer.observe(response)
+        return response
+
+    def prefetch(self, request: Request) -> str | None:
+        """Starts fetching `request` in the background; `send` of the same URL gets the result.
+
+        Args:
+            request: The request as dlt's paging loop would send it.
+
+        Returns:
+            The URL the response will be filed under, or None if it was already scheduled.
+        """
+        prepared = self._client.session.prepare_request(request)
+        url = prepared.url or ""
+        with self._prefetch_lock:
+            if url in self._prefetched:
+                return None
+            settings = self._client.session.merge_environment_settings(url, {}, None, None, None)
+            self._prefetched[url] = self._pool.submit(self._send_paced, prepared, **settings)
+        return url
+
+    def discard(self, urls: list[str]) -> None:
+        """Drops prefetches nobody will ask for (pages past the end) and closes their responses."""
+        with self._prefetch_lock:
+            futures = [f for url in urls if (f := self._prefetched.pop(url, None)) is not None]
+        for future in futures:
+            future.cancel()
+            future.add_done_callback(_close_response)
+
+
+def _close_response(future: Future[Response]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
 
 
 def error_hook(resource_name: str, policy: RetryPolicy) -> Callable[..., None]:

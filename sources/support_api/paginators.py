@@ -7,6 +7,7 @@ that return no total, and loop detection for cursors and next links.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from dlt.common import jsonpath
@@ -24,6 +25,10 @@ from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from requests import Request, Response
 
 from .errors import PaginationError
+from .http_policy import PacedSession
+
+DEFAULT_PREFETCH_PAGES = 4
+"""Pages an offset or page-number walk fetches ahead, concurrently, once a page comes back full."""
 
 
 class _RepeatGuard:
@@ -58,6 +63,55 @@ class _RepeatGuard:
                 " (cursor_path, cursor_param) or report the API bug."
             )
         self._seen.add(key)
+
+
+class PagePrefetch:
+    """Fetches the next pages of a numbered walk (offset or page number) ahead of dlt's loop.
+
+    dlt's paging loop asks for one page at a time. When a page comes back full, the pages
+    after it are requested in the background (at most `prefetch` ahead, in order); the loop's
+    next `send` then finds its response ready. A walk that ends returns nothing early: pages
+    past the end that were fetched ahead are dropped (at most `prefetch - 1` extra requests).
+    The first page is never fetched ahead, so a run with nothing new costs one request.
+    """
+
+    def __init__(self, depth: int) -> None:
+        """Sets how many pages may be fetched ahead; `session` is attached by the builder.
+
+        Args:
+            depth: Pages fetched ahead (0 disables fetching ahead).
+        """
+        self.depth = depth
+        self.session: PacedSession | None = None
+        self.armed = False
+        self._scheduled: list[str] = []
+
+    def reset(self) -> None:
+        """Forgets the URLs of the previous walk; nothing is fetched ahead of the first page."""
+        self._scheduled = []
+        self.armed = False
+
+    def schedule(
+        self, request: Request, param: str, first_value: int, step: int, maximum: int | None
+    ) -> None:
+        """Requests the pages whose `param` is `first_value`, `first_value + step`, ..."""
+        if self.session is None or self.depth <= 0 or request.method.upper() != "GET":
+            return
+        for i in range(self.depth):
+            value = first_value + i * step
+            if maximum is not None and value >= maximum:
+                break
+            ahead = copy.copy(request)
+            ahead.params = {**(request.params or {}), param: value}
+            url = self.session.prefetch(ahead)
+            if url is not None:
+                self._scheduled.append(url)
+
+    def finish(self) -> None:
+        """Drops what was fetched ahead and will not be asked for."""
+        if self.session is not None and self._scheduled:
+            self.session.discard(self._scheduled)
+        self._scheduled = []
 
 
 class CursorPaginator(JSONResponseCursorPaginator):
@@ -144,6 +198,7 @@ class OffsetLimitPaginator(OffsetPaginator):
         stop_after_empty_page: bool = True,
         stop_after_short_page: bool = True,
         has_more_path: jsonpath.TJsonPath | None = None,
+        prefetch: int = DEFAULT_PREFETCH_PAGES,
     ) -> None:
         """Configures offset paging.
 
@@ -157,6 +212,7 @@ class OffsetLimitPaginator(OffsetPaginator):
             stop_after_empty_page: Stop on an empty page.
             stop_after_short_page: Stop on a page with fewer than `limit` items.
             has_more_path: JSON path of a boolean telling whether more pages exist.
+            prefetch: Pages fetched ahead, concurrently, while a walk continues (0: none).
         """
         super().__init__(
             limit=limit,
@@ -169,12 +225,29 @@ class OffsetLimitPaginator(OffsetPaginator):
             has_more_path=has_more_path,
         )
         self.stop_after_short_page = stop_after_short_page
+        self.prefetch = PagePrefetch(prefetch)
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk at the first offset."""
+        self.prefetch.reset()
+        super().init_request(request)
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         """Advances the offset and stops on an empty or short page."""
         super().update_state(response, data)
         if self.stop_after_short_page and data is not None and len(data) < self.limit:
             self._has_next_page = False
+        self.prefetch.armed = self._has_next_page
+
+    def update_request(self, request: Request) -> None:
+        """Points the request at the next page and fetches the ones after it ahead."""
+        super().update_request(request)
+        if not self._has_next_page:
+            self.prefetch.finish()
+        elif self.prefetch.armed and self.param_name and not self.param_body_path:
+            self.prefetch.schedule(
+                request, self.param_name, self.current_value, self.value_step, self.maximum_value
+            )
 
 
 class PageNumberSizePaginator(PageNumberPaginator):
@@ -200,6 +273,7 @@ class PageNumberSizePaginator(PageNumberPaginator):
         page_size_param: str = "per_page",
         stop_after_empty_page: bool = True,
         has_more_path: jsonpath.TJsonPath | None = None,
+        prefetch: int = DEFAULT_PREFETCH_PAGES,
     ) -> None:
         """Configures page-number paging.
 
@@ -213,6 +287,7 @@ class PageNumberSizePaginator(PageNumberPaginator):
             page_size_param: Query parameter for the page size.
             stop_after_empty_page: Stop on an empty page.
             has_more_path: JSON path of a boolean telling whether more pages exist.
+            prefetch: Pages fetched ahead, concurrently, while a walk continues (0: none).
         """
         super().__init__(
             base_page=base_page,
@@ -225,9 +300,11 @@ class PageNumberSizePaginator(PageNumberPaginator):
         )
         self.page_size = page_size
         self.page_size_param = page_size_param
+        self.prefetch = PagePrefetch(prefetch)
 
     def init_request(self, request: Request) -> None:
         """Starts at the first page and sets the page size."""
+        self.prefetch.reset()
         super().init_request(request)
         if self.page_size is not None:
             request.params = {**(request.params or {}), self.page_size_param: self.page_size}
@@ -237,6 +314,17 @@ class PageNumberSizePaginator(PageNumberPaginator):
         super().update_state(response, data)
         if self.page_size is not None and data is not None and len(data) < self.page_size:
             self._has_next_page = False
+        self.prefetch.armed = self._has_next_page
+
+    def update_request(self, request: Request) -> None:
+        """Points the request at the next page and fetches the ones after it ahead."""
+        super().update_request(request)
+        if not self._has_next_page:
+            self.prefetch.finish()
+        elif self.prefetch.armed and self.param_name and not self.param_body_path:
+            self.prefetch.schedule(
+                request, self.param_name, self.current_value, self.value_step, self.maximum_value
+            )
 
 
 class NextLinkPaginator(JSONLinkPaginator):

@@ -16,7 +16,8 @@ from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import build_resource_dependency_graph
 
 from .config import NormalizedConfig, copy_structure, make_paginator
-from .http_policy import SessionPool, error_hook
+from .http_policy import PacedSession, SessionPool, error_hook
+from .paginators import PagePrefetch
 
 
 def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -> list[DltResource]:
@@ -50,7 +51,11 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         if not parent_names:
             resource.setdefault("parallelized", config.parallelized)
         policy = config.policies[name]
-        client = {**config.client, "session": pool.session_for(policy)}
+        session = pool.session_for(policy)
+        prefetch = getattr(resource["endpoint"].get("paginator"), "prefetch", None)
+        if isinstance(prefetch, PagePrefetch):
+            prefetch.session = cast("PacedSession", session)
+        client = {**config.client, "session": session}
         batch: list[Any] = [built[p] for p in parent_names]
         batch.append(resource)
         batch_graph, endpoint_map, param_map = build_resource_dependency_graph(
