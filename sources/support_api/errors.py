@@ -67,8 +67,24 @@ class PaginationError(SupportAPIError):
     """The API's pagination cannot be followed (a repeating cursor or next link, a lying total)."""
 
 
-class ResponseError(SupportAPIError):
-    """A response that cannot be used: not JSON, an HTML page, a missing data selector."""
+class ResponseError(SupportAPIError, HTTPError):
+    """A response that cannot be used: not JSON, an HTML page, a missing data selector.
+
+    Attributes:
+        retryable: True for bodies that look cut off in transit (malformed or truncated
+            JSON): those are retried like a 5xx. An HTML page or a missing selector is not.
+    """
+
+    def __init__(self, message: str, response: Response, *, retryable: bool = False) -> None:
+        """Keeps the response for retry decisions.
+
+        Args:
+            message: The full message, already redacted and truncated.
+            response: The response.
+            retryable: Whether sending the request again may help.
+        """
+        super().__init__(message, response=response)
+        self.retryable = retryable
 
 
 class HTTPStatusError(SupportAPIError, HTTPError):

@@ -14,11 +14,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from dlt.common import json, jsonpath
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from requests import HTTPError, PreparedRequest, Request, Response, Session
 
-from .errors import ConfigError, HTTPStatusError, truncate_body
+from .errors import ConfigError, HTTPStatusError, ResponseError, truncate_body
 from .settings import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_MAX_RETRIES,
@@ -158,6 +159,7 @@ class SessionPool:
                     request_backoff_factor=policy.backoff_factor,
                     request_max_retry_delay=policy.max_retry_delay,
                     respect_retry_after_header=True,
+                    retry_condition=retry_malformed_body,
                 )
                 self._clients[policy] = client
             pacer = self._pacers.setdefault(policy, RateLimitPacer())
@@ -309,6 +311,71 @@ class PacedSession:
 def _close_response(future: Future[Response]) -> None:
     if not future.cancelled() and future.exception() is None:
         future.result().close()
+
+
+def retry_malformed_body(response: Response | None, exception: BaseException | None) -> bool:
+    """Retry predicate for dlt's `Client`: a 2xx body that was cut off is sent again.
+
+    Args:
+        response: The response, if any.
+        exception: The exception raised while sending, if any.
+
+    Returns:
+        True when the exception is a retryable `ResponseError`.
+    """
+    del response
+    return isinstance(exception, ResponseError) and exception.retryable
+
+
+def body_check_hook(resource_name: str, data_selector: str | None) -> Callable[..., None]:
+    """Builds a response hook that parses a 2xx body once and checks it can be used.
+
+    The parsed body is kept on the response, so dlt's data extraction and the paginator do not
+    parse the page again. A body that is not JSON raises `ResponseError`: retryable when it
+    looks cut off, not when it is an HTML page (a login or error page served with 200). A
+    configured data selector that the body lacks raises too, instead of loading nothing.
+
+    Args:
+        resource_name: Resource the endpoint belongs to.
+        data_selector: The resource's data selector, if set.
+
+    Returns:
+        A response hook.
+    """
+    selector = jsonpath.compile_path(data_selector) if data_selector not in (None, "$") else None
+
+    def check_body(response: Response, *_args: Any, **_kwargs: Any) -> None:
+        if not response.ok or response.status_code == 204:  # noqa: PLR2004 - No Content
+            return
+        url = sanitize_url(response.url)
+        where = f"Resource `{resource_name}`: GET {url}"
+        try:
+            parsed = json.loadb(response.content)
+        except ValueError:
+            text = response.text
+            if "html" in response.headers.get("Content-Type", "") or text.lstrip()[:1] == "<":
+                raise ResponseError(
+                    f"{where} returned an HTML page with status {response.status_code} instead"
+                    f" of JSON (a login, maintenance or error page?): {truncate_body(text)!r}",
+                    response,
+                ) from None
+            raise ResponseError(
+                f"{where} returned a body that is not valid JSON (cut off or malformed,"
+                f" {len(response.content)} bytes): {truncate_body(text)!r}",
+                response,
+                retryable=True,
+            ) from None
+        if selector is not None and not jsonpath.find_values(selector, parsed):
+            keys = sorted(parsed)[:10] if isinstance(parsed, dict) else type(parsed).__name__
+            raise ResponseError(
+                f"{where}: the data selector `{data_selector}` is not in the response (top-level"
+                f" keys: {keys}). Set the resource's `data_selector` to where the records are.",
+                response,
+            )
+        # dlt and the paginators call response.json(); answer from the body parsed here
+        vars(response)["json"] = lambda **_: parsed
+
+    return check_body
 
 
 def error_hook(resource_name: str, policy: RetryPolicy) -> Callable[..., None]:

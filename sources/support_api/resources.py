@@ -16,7 +16,7 @@ from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import build_resource_dependency_graph
 
 from .config import NormalizedConfig, copy_structure, make_paginator
-from .http_policy import PacedSession, SessionPool, error_hook
+from .http_policy import PacedSession, SessionPool, body_check_hook, error_hook
 from .paginators import PagePrefetch
 
 
@@ -100,5 +100,11 @@ def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> d
         endpoint["paginator"] = paginator
     defaults_endpoint = config.resource_defaults.get("endpoint") or {}
     actions = endpoint.get("response_actions", defaults_endpoint.get("response_actions")) or []
-    endpoint["response_actions"] = [*actions, error_hook(name, config.policies[name])]
+    endpoint["response_actions"] = [
+        *actions,
+        error_hook(name, config.policies[name]),
+        body_check_hook(
+            name, endpoint.get("data_selector", defaults_endpoint.get("data_selector"))
+        ),
+    ]
     return {**resource, "endpoint": endpoint}
