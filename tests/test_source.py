@@ -227,3 +227,26 @@ def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
     other.run(desk_source(desk, resources=["brands"], file_format=None))
     assert loaded_file_formats(other) == {"insert_values"}
     assert table_ids(other, "brands") == table_ids(pipeline, "brands")
+
+
+@pytest.mark.parametrize("grant", ["refresh_token", "client_credentials"])
+def test_oauth2_credentials_resolve_from_secrets(
+    sandbox_factory, tmp_path, monkeypatch, insecure_loopback_oauth, grant
+):
+    server = sandbox_factory(seed=13, size=40, shape="desk", auth="oauth2")
+    secrets = server.secrets
+    prefix = "SOURCES__SUPPORT_API__CREDENTIALS__"
+    monkeypatch.setenv("SOURCES__SUPPORT_API__BASE_URL", server.url)
+    monkeypatch.setenv(f"{prefix}CLIENT_ID", secrets.client_id)
+    monkeypatch.setenv(f"{prefix}CLIENT_SECRET", secrets.client_secret)
+    monkeypatch.setenv(f"{prefix}TOKEN_URL", f"{server.url}/oauth/token")
+    if grant == "refresh_token":
+        monkeypatch.setenv(f"{prefix}REFRESH_TOKEN", secrets.refresh_token)
+    pipeline = make_pipeline(tmp_path)
+    source = support_api(resources=["agents", "groups"])
+    pipeline.run(source)
+    assert table_ids(pipeline, "agents") == sorted(server.dataset.ids("agents"))
+    assert server.token_requests[grant] == 1
+    for value in (secrets.client_secret, secrets.refresh_token):
+        assert value not in str(pipeline.state)
+        assert value not in str(pipeline.last_trace)
