@@ -56,6 +56,7 @@ def support_api(
     error_handler: dict[str, Any] | None = None,
     endpoints: dict[str, Any] | None = None,
     file_format: str | None = "auto",
+    parallelized: bool = True,
 ) -> list[DltResource]:
     """Loads the support desk: every resource merges on `id`, incrementally on `updated_at`.
 
@@ -77,6 +78,7 @@ def support_api(
         file_format: Load file format of every table. `auto` (default) uses jsonl (else
             parquet) when the active pipeline's destination would otherwise insert row by row;
             None leaves the choice to `pipeline.run(loader_file_format=...)`.
+        parallelized: Extract the resources in parallel threads (one shared auth object).
 
     Returns:
         The selected resources.
@@ -94,6 +96,7 @@ def support_api(
     )
     normalized = normalize_config(config, default_policy=policy)
     normalized.file_format = file_format
+    normalized.parallelized = parallelized
     return build_resources(normalized)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import dlt
 from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 from dlt.extract import DltResource
@@ -31,7 +32,8 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         The resources, in the order they were configured.
     """
     pool = pool or SessionPool()
-    file_format = fast_file_format() if config.file_format == "auto" else config.file_format
+    auto_format = config.file_format == "auto"
+    file_format = None if auto_format else config.file_format
     defaults = cast("Any", config.resource_defaults)
     graph, _, parents = build_resource_dependency_graph(defaults, cast("Any", config.resources))
     by_name: dict[str, dict[str, Any] | DltResource] = {
@@ -63,6 +65,8 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         )
         created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
         built[name] = created[name]
+        if auto_format and "file_format" not in entry:
+            built[name].add_step(_BulkFormatOnFirstPage())
     return [built[name] for name in by_name]
 
 
@@ -88,6 +92,26 @@ def fast_file_format() -> str | None:
         return None
     supported = capabilities.supported_loader_file_formats or ()
     return next((fmt for fmt in ("jsonl", "parquet") if fmt in supported), None)
+
+
+class _BulkFormatOnFirstPage:
+    """Sets the resource's file format when its first page is extracted.
+
+    The destination is known for sure only then (the source may be created before the
+    pipeline), and the hint still reaches the table schema before the first item does.
+    """
+
+    def __init__(self) -> None:
+        self._done = False
+
+    def __call__(self, item: Any, meta: Any = None) -> Any:
+        del meta
+        if not self._done:
+            self._done = True
+            if (file_format := fast_file_format()) is not None:
+                # the pipeline extracts a copy of the resource: hint the one being extracted
+                dlt.current.resource().apply_hints(file_format=cast("Any", file_format))
+        return item
 
 
 def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""VCR cassette tests: recorded sandbox exchanges replayed with the network blocked."""
