@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import dlt
+from dlt.common import jsonpath
 from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 from dlt.extract import DltResource
@@ -124,11 +125,13 @@ def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> d
         endpoint["paginator"] = paginator
     defaults_endpoint = config.resource_defaults.get("endpoint") or {}
     actions = endpoint.get("response_actions", defaults_endpoint.get("response_actions")) or []
+    selector = endpoint.get("data_selector", defaults_endpoint.get("data_selector"))
     endpoint["response_actions"] = [
         *actions,
         error_hook(name, config.policies[name]),
-        body_check_hook(
-            name, endpoint.get("data_selector", defaults_endpoint.get("data_selector"))
-        ),
+        body_check_hook(name, selector),
     ]
+    if isinstance(selector, str):
+        # dlt compiles a string selector on every page (~2 ms each); compile it once
+        endpoint["data_selector"] = jsonpath.compile_path(selector)
     return {**resource, "endpoint": endpoint}
