@@ -8,11 +8,12 @@ that return no total, and loop detection for cursors and next links.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.paginators import (
     BasePaginator,
+    BaseReferencePaginator,
     HeaderCursorPaginator,
     HeaderLinkPaginator,
     JSONLinkPaginator,
@@ -114,7 +115,34 @@ class PagePrefetch:
         self._scheduled = []
 
 
-class CursorPaginator(JSONResponseCursorPaginator):
+class _NoRepeats(BaseReferencePaginator):
+    """Mixin for reference paginators: a cursor or link that repeats raises, never loops."""
+
+    reference_kind: ClassVar[str] = "cursor"
+
+    @property
+    def _guard(self) -> _RepeatGuard:
+        guard = self.__dict__.get("_repeat_guard")
+        if guard is None:
+            guard = self.__dict__["_repeat_guard"] = _RepeatGuard()
+        return guard
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk: forgets the references followed before."""
+        self._guard.reset()
+        self._has_next_page = True
+        super().init_request(request)
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        """Reads the next reference and refuses one that was already followed."""
+        # the dlt paginator after this mixin in the MRO reads the reference
+        concrete: Any = super()
+        concrete.update_state(response, data)
+        if self._has_next_page:
+            self._guard.check(self._next_reference, self.reference_kind, response)
+
+
+class CursorPaginator(_NoRepeats, JSONResponseCursorPaginator):
     """Cursor in the JSON body, sent back as a query parameter, with an optional page size.
 
     Sample response (`cursor_path="paging.next.after"`, `cursor_param="after"`, `limit=100`)::
@@ -157,20 +185,12 @@ class CursorPaginator(JSONResponseCursorPaginator):
         )
         self.limit = limit
         self.limit_param = limit_param
-        self._guard = _RepeatGuard()
 
     def init_request(self, request: Request) -> None:
         """Starts a walk: forgets old cursors and sets the page size."""
-        self._guard.reset()
-        self._has_next_page = True
+        super().init_request(request)
         if self.limit is not None:
             request.params = {**(request.params or {}), self.limit_param: self.limit}
-
-    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
-        """Reads the next cursor and refuses one that was already followed."""
-        super().update_state(response, data)
-        if self._has_next_page:
-            self._guard.check(self._next_reference, "cursor", response)
 
 
 class OffsetLimitPaginator(OffsetPaginator):
@@ -327,82 +347,35 @@ class PageNumberSizePaginator(PageNumberPaginator):
             )
 
 
-class NextLinkPaginator(JSONLinkPaginator):
-    """Next-page URL in the JSON body; raises when a link repeats.
+class NextLinkPaginator(_NoRepeats, JSONLinkPaginator):
+    """Next-page URL in the JSON body (`next_url_path`); raises when a link repeats.
 
     Sample response (`next_url_path="next"`)::
 
         {"data": [{"id": 1}, ...], "next": "https://api.example.com/v1/tickets?page_token=x"}
     """
 
-    def __init__(self, next_url_path: jsonpath.TJsonPath = "next") -> None:
-        """Configures where the next URL is.
-
-        Args:
-            next_url_path: JSON path of the next page URL.
-        """
-        super().__init__(next_url_path=next_url_path)
-        self._guard = _RepeatGuard()
-
-    def init_request(self, request: Request) -> None:
-        """Starts a walk: forgets old links."""
-        self._guard.reset()
-        self._has_next_page = True
-        super().init_request(request)
-
-    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
-        """Reads the next link and refuses one that was already followed."""
-        super().update_state(response, data)
-        self._guard.check(self._next_reference, "next link", response)
+    reference_kind = "next link"
 
 
-class LinkHeaderPaginator(HeaderLinkPaginator):
-    """Next-page URL in the `Link` header (`<url>; rel="next"`); raises when a link repeats."""
+class LinkHeaderPaginator(_NoRepeats, HeaderLinkPaginator):
+    """Next-page URL in the `Link` header (`<url>; rel="next"`); raises when a link repeats.
 
-    def __init__(self, links_next_key: str = "next") -> None:
-        """Configures which relation of the `Link` header is followed.
+    Sample response headers::
 
-        Args:
-            links_next_key: The `rel` of the next page link.
-        """
-        super().__init__(links_next_key=links_next_key)
-        self._guard = _RepeatGuard()
+        Link: <https://api.example.com/v1/tickets?page=3>; rel="next"
+    """
 
-    def init_request(self, request: Request) -> None:
-        """Starts a walk: forgets old links."""
-        self._guard.reset()
-        self._has_next_page = True
-        super().init_request(request)
-
-    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
-        """Reads the next link and refuses one that was already followed."""
-        super().update_state(response, data)
-        self._guard.check(self._next_reference, "next link", response)
+    reference_kind = "next link"
 
 
-class HeaderCursorLoopPaginator(HeaderCursorPaginator):
-    """Cursor in a response header, sent back as a query parameter; raises on a repeat."""
+class HeaderCursorLoopPaginator(_NoRepeats, HeaderCursorPaginator):
+    """Cursor in a response header (`cursor_key`), sent back as `cursor_param`; no repeats.
 
-    def __init__(self, cursor_key: str = "next", cursor_param: str = "cursor") -> None:
-        """Configures the header and the parameter.
+    Sample response headers (`cursor_key="next"`)::
 
-        Args:
-            cursor_key: Response header that carries the next cursor.
-            cursor_param: Query parameter the cursor is sent back in.
-        """
-        super().__init__(cursor_key=cursor_key, cursor_param=cursor_param)
-        self._guard = _RepeatGuard()
-
-    def init_request(self, request: Request) -> None:
-        """Starts a walk: forgets old cursors."""
-        self._guard.reset()
-        self._has_next_page = True
-        super().init_request(request)
-
-    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
-        """Reads the next cursor and refuses one that was already followed."""
-        super().update_state(response, data)
-        self._guard.check(self._next_reference, "cursor", response)
+        next: MTAw
+    """
 
 
 PAGINATOR_TYPES: dict[str, type[BasePaginator]] = {
