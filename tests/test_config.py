@@ -161,3 +161,12 @@ def test_bad_source_arguments_name_the_key(kwargs, key_path):
     error = config_error_of(lambda: support_api(**arguments))
     assert error.key_path == key_path
     assert "sbxkey-0123456789abcdef" not in str(error)
+
+
+@pytest.mark.parametrize("runtime_field", ["lock", "clock", "token_transport", "token_store"])
+def test_runtime_only_auth_fields_are_not_config_keys(runtime_field):
+    config = broken(lambda c: c["client"]["auth"].update({runtime_field: "x"}))
+    with pytest.raises(ConfigError) as error:
+        support_api_from_config(config)
+    assert error.value.key_path == f"client.auth.{runtime_field}"
+    assert "client_secret" in str(error.value)  # the accepted keys are listed

@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.configuration.specs.base_configuration import is_hint_not_resolvable
 from dlt.common.exceptions import DictValidationException
 from dlt.common.validation import validate_dict
 from dlt.extract import DltResource
@@ -284,7 +285,11 @@ def normalize_auth(value: Any, key_path: str) -> AuthBase | None:
         cls = AUTH_MAP[kind]
     else:
         raise ConfigError(f"{key_path}.type", f"unknown auth type `{kind}`.", [*AUTH_MAP, "oauth2"])
-    accepted = set(get_type_hints(cls)) - {"access_token", "session", "token_store", "clock"}
+    accepted = {
+        name
+        for name, hint in cls.get_resolvable_fields().items()
+        if not is_hint_not_resolvable(hint)  # runtime-only fields (session, lock, clock)
+    }
     for key in block:
         if key not in accepted:
             raise ConfigError(
