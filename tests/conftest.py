@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import PostgresNotAvailableError, PostgresServer
 
 pytest_plugins = ["tests.sandbox.fixtures"]
 
@@ -47,3 +51,20 @@ def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> RecordedSleeps:
 
     monkeypatch.setattr(tenacity.nap, "time", _Time)
     return sleeps
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL on 127.0.0.1, one per test session.
+
+    Skips the test when the server binaries are not installed, except under CI (`CI` set),
+    where that fails it: CI installs the Debian package first (`.ci/run`).
+    """
+    try:
+        server = PostgresServer.start()
+    except PostgresNotAvailableError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"{error}; CI must install it (see .ci/run)")
+        pytest.skip(str(error))
+    yield server
+    server.stop()
