@@ -1,0 +1,134 @@
+"""The benchmark cases: which sandbox to start and which variants to run against it.
+
+A case has one or more groups; a group is one sandbox process (shape, size, latency, rate
+limit) and the variants measured against it. Ratios compare variants of the same group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from tests.bench.spec import Shape, Variant
+from tests.sandbox import TABLES
+
+ALL_VARIANTS: Final[tuple[Variant, ...]] = ("plain_default", "plain_jsonl", "support_api")
+TICKETS: Final = ("tickets",)
+RATE_LIMIT: Final = 20
+
+
+@dataclass(frozen=True)
+class Group:
+    """One sandbox process and the variants run against it.
+
+    Attributes:
+        name: Label in the report (the shape, usually).
+        shape: Sandbox route preset.
+        size: Number of tickets.
+        resources: Tables loaded and checked.
+        variants: Variants, in run order.
+        latency_ms: Sandbox delay per request.
+        rate_limit: Sandbox requests per second, None for unlimited.
+        incremental: Each variant loads once untimed, then the measured runs start from a
+            copy of that state and find nothing new.
+        timeout_s: Time limit of one run.
+    """
+
+    name: str
+    shape: Shape
+    size: int
+    resources: tuple[str, ...]
+    variants: tuple[Variant, ...]
+    latency_ms: float = 0.0
+    rate_limit: int | None = None
+    incremental: bool = False
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """A named benchmark.
+
+    Attributes:
+        name: Name used with `--cases`.
+        title: One line on what it measures.
+        groups: Sandbox configurations.
+        default_repeat: support_api runs when `--repeat` is not given.
+        ratio_targets: A target is a ratio to plain jsonl, so plain jsonl runs as often as
+            support_api; otherwise plain variants run `--plain-repeat` times (plain default
+            always does).
+    """
+
+    name: str
+    title: str
+    groups: tuple[Group, ...]
+    default_repeat: int = 3
+    ratio_targets: bool = False
+
+
+def _ticket_groups(size: int, latency_ms: float = 0.0) -> tuple[Group, ...]:
+    return tuple(
+        Group(shape, shape, size, TICKETS, ALL_VARIANTS, latency_ms=latency_ms)
+        for shape in ("seed001", "desk")
+    )
+
+
+def build_cases(quick: bool = False) -> list[Case]:
+    """Every case, full size or (`quick`) small enough for a smoke run.
+
+    Args:
+        quick: Small sizes.
+
+    Returns:
+        The cases, in run order.
+    """
+    tickets = 5_000 if quick else 50_000
+    rate_limited = 4_000 if quick else 20_000
+    everything = 2_000 if quick else 20_000
+    memory = 50_000 if quick else 1_000_000
+    return [
+        Case(
+            "tickets_50k",
+            f"{tickets:,} tickets, pages of 100, no latency",
+            _ticket_groups(tickets),
+            ratio_targets=True,
+        ),
+        Case(
+            "tickets_50k_latency20",
+            f"{tickets:,} tickets, pages of 100, 20 ms per request",
+            _ticket_groups(tickets, latency_ms=20.0),
+        ),
+        Case(
+            "incremental_nochange",
+            f"second run over {tickets:,} unchanged tickets (first run untimed)",
+            (Group("desk", "desk", tickets, TICKETS, ALL_VARIANTS, incremental=True),),
+        ),
+        Case(
+            "rate_limited_20rps",
+            f"{rate_limited:,} tickets from an API allowing {RATE_LIMIT} requests/s",
+            (Group("desk", "desk", rate_limited, TICKETS, ALL_VARIANTS, rate_limit=RATE_LIMIT),),
+        ),
+        Case(
+            "all_resources",
+            f"all {len(TABLES)} resources, {everything:,} tickets",
+            (Group("desk", "desk", everything, TABLES, ALL_VARIANTS),),
+        ),
+        Case(
+            "rows_1m_memory",
+            f"{memory:,} tickets: peak memory",
+            (
+                Group(
+                    "desk",
+                    "desk",
+                    memory,
+                    TICKETS,
+                    ("plain_jsonl", "support_api"),
+                    timeout_s=3600.0,
+                ),
+            ),
+            default_repeat=1,
+        ),
+    ]
+
+
+CASE_NAMES: Final = tuple(case.name for case in build_cases())

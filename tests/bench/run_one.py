@@ -1,0 +1,120 @@
+"""One measured pipeline run, in its own process: `python -m tests.bench.run_one SPEC_FILE`.
+
+Builds the variant's source, times `pipeline.run` and reads the step durations from the
+trace, then writes one JSON line to the spec's result file and to stdout. Rows are counted
+and checked by the parent after this process exits, from the DuckDB file, so the check does
+not add to this process's peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from tests.bench.spec import DATASET_NAME, RESULT_FILE, RunSpec
+
+STEPS: Final = ("extract", "normalize", "load")
+MAX_ERROR_CHARS: Final = 4000
+
+
+def _kib_to_mb(kib: int) -> float:
+    return round(kib / 1024, 1)
+
+
+def execute(spec_path: Path) -> dict[str, Any]:
+    """Runs the pipeline of a spec and describes what happened.
+
+    Args:
+        spec_path: The spec file.
+
+    Returns:
+        The JSON-ready result: `wall_s` (whole `pipeline.run`), `steps` (seconds per step),
+        `normalized_rows` (per table, from the trace), `setup_s`, `import_s`, `self_maxrss_mb`
+        and `error` (None when the run succeeded).
+    """
+    started = time.perf_counter()
+    import dlt  # noqa: PLC0415 - import time is measured separately from the run
+
+    from tests.bench.variants import build_source, loader_file_format  # noqa: PLC0415 - same
+
+    imported = time.perf_counter()
+    spec = RunSpec.load(spec_path)
+    result: dict[str, Any] = {
+        "variant": spec.variant,
+        "import_s": round(imported - started, 3),
+        "wall_s": None,
+        "steps": {},
+        "normalized_rows": {},
+        "error": None,
+    }
+    pipeline = dlt.pipeline(
+        pipeline_name=spec.pipeline_name,
+        destination=dlt.destinations.duckdb(str(spec.db_path)),
+        dataset_name=DATASET_NAME,
+        pipelines_dir=str(spec.pipelines_dir),
+    )
+    try:
+        source = build_source(spec)
+        file_format = loader_file_format(spec)
+        ready = time.perf_counter()
+        result["setup_s"] = round(ready - imported, 3)
+        try:
+            if file_format is None:
+                pipeline.run(source)
+            else:
+                pipeline.run(source, loader_file_format=file_format)
+        finally:
+            result["wall_s"] = round(time.perf_counter() - ready, 3)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported in the result, not raised
+        text = "".join(traceback.format_exception(exc))
+        result["error"] = text[-MAX_ERROR_CHARS:]
+    trace = pipeline.last_trace
+    if trace is not None:
+        for step in trace.steps:
+            if step.step in STEPS and step.started_at and step.finished_at:
+                elapsed = (step.finished_at - step.started_at).total_seconds()
+                result["steps"][step.step] = round(elapsed, 3)
+        info = trace.last_normalize_info
+        if info is not None:
+            result["normalized_rows"] = {
+                table: count
+                for table, count in info.row_counts.items()
+                if not table.startswith("_dlt")
+            }
+    usage_self = resource.getrusage(resource.RUSAGE_SELF)
+    usage_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["self_maxrss_mb"] = _kib_to_mb(usage_self.ru_maxrss)
+    result["children_maxrss_mb"] = _kib_to_mb(usage_children.ru_maxrss)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one spec and writes its result.
+
+    Args:
+        argv: `[SPEC_FILE]`; None reads `sys.argv`.
+
+    Returns:
+        0 when the run succeeded, 1 when it failed, 2 on a usage error.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m tests.bench.run_one SPEC_FILE\n")
+        return 2
+    spec_path = Path(args[0])
+    result = execute(spec_path)
+    line = json.dumps(result)
+    (spec_path.parent / RESULT_FILE).write_text(line + "\n")
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    return 0 if result["error"] is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The sources each variant runs, built the way a user of each would write them.
+
+Plain dlt gets a `rest_api_source` config that reads every page of the sandbox correctly
+(offset paging without a total needs `stop_after_empty_page`; cursor paging needs the page
+size as a plain param). support_api runs with the defaults it ships: only what the endpoint
+requires is passed (URL, credentials, resources, page size), never a tuning option.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, cast
+
+from dlt.common.destination import TLoaderFileFormat
+from dlt.extract import DltSource
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth
+from dlt.sources.rest_api import rest_api_source
+from dlt.sources.rest_api.typing import RESTAPIConfig
+
+from sources.support_api import support_api, support_api_from_config
+from tests.bench.spec import RunSpec
+from tests.sandbox import sandbox_secrets
+
+START_DATE: Final = "2000-01-01T00:00:00Z"
+"""Initial value of the plain incremental: the same as support_api's default start date."""
+
+SEED001_SELECTOR: Final = "tickets"
+"""Where the `seed001` shape puts ticket rows (offset paging, no total)."""
+
+
+def api_key(spec: RunSpec) -> str:
+    """The sandbox API key of the spec's seed (never printed)."""
+    return sandbox_secrets(spec.seed).api_key
+
+
+def _auth_dict(spec: RunSpec) -> dict[str, Any]:
+    return {"type": "api_key", "name": "api_key", "api_key": api_key(spec), "location": "query"}
+
+
+def _plain_endpoint(spec: RunSpec, table: str) -> dict[str, Any]:
+    if spec.shape == "seed001":
+        return {
+            "path": f"/v1/{table}",
+            "data_selector": SEED001_SELECTOR,
+            "paginator": {
+                "type": "offset",
+                "limit": spec.page_size,
+                "total_path": None,
+                "stop_after_empty_page": True,
+            },
+        }
+    params: dict[str, Any] = {"limit": spec.page_size}
+    if spec.incremental:
+        params["updated_since"] = {
+            "type": "incremental",
+            "cursor_path": "updated_at",
+            "initial_value": START_DATE,
+        }
+    return {
+        "path": f"/v1/{table}",
+        "data_selector": "data",
+        "params": params,
+        "paginator": {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "cursor"},
+    }
+
+
+def plain_config(spec: RunSpec) -> dict[str, Any]:
+    """The `rest_api_source` config of a plain variant.
+
+    Args:
+        spec: The run.
+
+    Returns:
+        The config dict.
+    """
+    return {
+        "client": {"base_url": spec.base_url, "auth": _auth_dict(spec)},
+        "resources": [
+            {"name": table, "endpoint": _plain_endpoint(spec, table)} for table in spec.resources
+        ],
+    }
+
+
+def support_api_source(spec: RunSpec) -> DltSource:
+    """The support_api source of a run, with the package's shipped defaults.
+
+    Args:
+        spec: The run.
+
+    Returns:
+        The source.
+    """
+    if spec.shape == "seed001":
+        return support_api_from_config(
+            {
+                "client": {"base_url": spec.base_url, "auth": _auth_dict(spec)},
+                "resources": [
+                    {
+                        "name": table,
+                        "endpoint": {
+                            "path": f"/v1/{table}",
+                            "data_selector": SEED001_SELECTOR,
+                            "paginator": {"type": "offset", "limit": spec.page_size},
+                        },
+                    }
+                    for table in spec.resources
+                ],
+            }
+        )
+    credentials = APIKeyAuth(name="api_key", api_key=api_key(spec), location="query")
+    source: DltSource = support_api(
+        base_url=spec.base_url,
+        credentials=credentials,
+        resources=list(spec.resources),
+        page_size=spec.page_size,
+    )
+    return source
+
+
+def build_source(spec: RunSpec) -> DltSource:
+    """The source a run loads.
+
+    Args:
+        spec: The run.
+
+    Returns:
+        The source.
+    """
+    if spec.variant == "support_api":
+        return support_api_source(spec)
+    source: DltSource = rest_api_source(cast("RESTAPIConfig", plain_config(spec)))
+    return source
+
+
+def loader_file_format(spec: RunSpec) -> TLoaderFileFormat | None:
+    """`loader_file_format` passed to `pipeline.run`: only the tuned plain run sets one."""
+    return "jsonl" if spec.variant == "plain_jsonl" else None
