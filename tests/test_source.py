@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dlt
 import pytest
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
@@ -250,3 +251,26 @@ def test_oauth2_credentials_resolve_from_secrets(
     for value in (secrets.client_secret, secrets.refresh_token):
         assert value not in str(pipeline.state)
         assert value not in str(pipeline.last_trace)
+
+
+def test_dlt_init_placeholders_do_not_shadow_the_configured_api_key(desk, tmp_path, monkeypatch):
+    prefix = "SOURCES__SUPPORT_API__CREDENTIALS__"
+    for key in ("CLIENT_ID", "CLIENT_SECRET", "REFRESH_TOKEN", "TOKEN_URL"):
+        monkeypatch.setenv(f"{prefix}{key}", "<configure me>")  # what dlt init writes
+    monkeypatch.setenv(f"{prefix}API_KEY", desk.secrets.api_key)
+    monkeypatch.setenv(f"{prefix}NAME", "api_key")
+    monkeypatch.setenv(f"{prefix}LOCATION", "query")
+    monkeypatch.setenv("SOURCES__SUPPORT_API__BASE_URL", desk.url)
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(support_api(resources=["brands"]))
+    assert table_ids(pipeline, "brands") == sorted(desk.dataset.ids("brands"))
+
+
+def test_only_placeholders_name_the_keys_still_to_configure(monkeypatch):
+    prefix = "SOURCES__SUPPORT_API__CREDENTIALS__"
+    for key in ("CLIENT_ID", "CLIENT_SECRET", "REFRESH_TOKEN", "TOKEN_URL"):
+        monkeypatch.setenv(f"{prefix}{key}", "<configure me>")
+    monkeypatch.setenv("SOURCES__SUPPORT_API__BASE_URL", "http://127.0.0.1:9")
+    with pytest.raises(ConfigFieldMissingException) as error:
+        support_api()
+    assert "client_secret" in str(error.value)

@@ -59,6 +59,8 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 import dlt
 import pendulum
+from dlt.common.configuration.const import TYPE_EXAMPLES
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.configuration.specs.base_configuration import (
     NotResolved,
     configspec,
@@ -536,6 +538,12 @@ class OAuth2TokenAuthBase(AuthConfigBase):
     token_transport: Annotated[BaseAdapter | None, NotResolved()] = None
 
     grant_type: ClassVar[str] = "token"
+    _PLACEHOLDER_CHECKED: ClassVar[tuple[str, ...]] = (
+        "token_url",
+        "client_id",
+        "client_secret",
+        "refresh_token",
+    )
     """The OAuth2 grant, as named in messages."""
     _SHARED_ON_COPY: ClassVar[frozenset[str]] = frozenset({"clock", "token_transport"})
 
@@ -768,6 +776,26 @@ class OAuth2TokenAuthBase(AuthConfigBase):
             " the provider wants them in the form body or as HTTP Basic auth (`client_auth`,"
             f" now {self.client_auth!r})."
         )
+
+    def on_resolved(self) -> None:
+        """Treats `dlt init`'s placeholders as missing values.
+
+        `dlt init` writes `"<configure me>"` for every field of the first credential kind. Read
+        as values, they would make this kind win over the kind the user actually configured
+        (an API key in env vars, say) and fail at the first token request. Reporting them as
+        missing lets dlt try the next credential kind, or name the keys still to configure.
+
+        Raises:
+            ConfigFieldMissingException: When a required field holds a placeholder.
+        """
+        placeholders = set(TYPE_EXAMPLES.values())
+        unset = [
+            name
+            for name in self._PLACEHOLDER_CHECKED
+            if isinstance(getattr(self, name, None), str) and getattr(self, name) in placeholders
+        ]
+        if unset:
+            raise ConfigFieldMissingException(self, {name: [] for name in unset})
 
     def validate_settings(self) -> None:
         """Checks the settings before the first token request.
