@@ -6,23 +6,63 @@ through `config.normalize_config` and `resources.build_resources` like any seed 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+import pendulum
 from requests.auth import AuthBase
 
 from .config import validate_paginator
 from .errors import ConfigError
 from .http_policy import RetryPolicy
-from .settings import CATALOGUE, CATALOGUE_BY_NAME, MAX_PAGE_SIZE, EndpointSpec
+from .settings import (
+    CATALOGUE,
+    CATALOGUE_BY_NAME,
+    DELETED_COLUMN,
+    MAX_PAGE_SIZE,
+    ON_DELETE_CHOICES,
+    ON_DELETE_HARD_DELETE,
+    EndpointSpec,
+)
 
 OVERRIDABLE = frozenset(
     f.name for f in dataclasses.fields(EndpointSpec) if f.name not in ("name", "columns")
 ) | {"error_handler"}
 """Keys accepted under `[sources.support_api.endpoints.<resource>]`."""
 
-_NULLABLE_PARAMS = ("updated_since_param", "updated_before_param")
+_NULLABLE_PARAMS = ("updated_since_param", "updated_before_param", "deleted_field", "deleted_value")
+
+
+class MarkDeleted:
+    """Processing step: sets the boolean `DELETED_COLUMN` from a status field.
+
+    dlt's `hard_delete` hint deletes on a boolean true (or any non-null value of another type),
+    so a status such as `status = "deleted"` is turned into a boolean column first.
+    """
+
+    def __init__(self, field: str, value: str) -> None:
+        """Remembers which field and value mean deleted.
+
+        Args:
+            field: The status field.
+            value: The value (compared as text) that means deleted.
+        """
+        self.field = field
+        self.value = value
+
+    def __repr__(self) -> str:
+        """Names the rule."""
+        return f"MarkDeleted({self.field!r} == {self.value!r})"
+
+    def __call__(self, item: Any) -> Any:
+        """Adds `DELETED_COLUMN` to a record (other items pass through)."""
+        if isinstance(item, dict):
+            marker = item.get(self.field)
+            item[DELETED_COLUMN] = marker is not None and str(marker) == self.value
+        return item
 
 
 def _check_int(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
@@ -31,6 +71,57 @@ def _check_int(value: Any, key: str, minimum: int, maximum: int | None = None) -
     if maximum is not None and value > maximum:
         raise ConfigError(key, f"expected an integer <= {maximum}, got `{value!r}`.")
     return value
+
+
+def _checked_override(key: str, value: Any, key_path: str) -> Any:
+    """Checks one per-endpoint override and returns the value to use."""
+    if key not in OVERRIDABLE:
+        raise ConfigError(key_path, "unknown key.", OVERRIDABLE)
+    if key in ("paginator", "error_handler"):
+        return value
+    if key in _NULLABLE_PARAMS and value in ("", None):
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key_path, f"expected a non-empty string, got `{value!r}`.")
+    if key == "on_delete" and value not in ON_DELETE_CHOICES:
+        raise ConfigError(key_path, f"unknown value `{value}`.", ON_DELETE_CHOICES)
+    return value
+
+
+def _selected_names(names: Any) -> list[str]:
+    """Checks `resources`: None (all), a list of catalogue names, or a comma-separated string."""
+    if names is None:
+        return [spec.name for spec in CATALOGUE]
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(
+            "resources", f"expected a list of resource names, got `{names!r}`.", CATALOGUE_BY_NAME
+        )
+    if not names:
+        raise ConfigError("resources", "no resource selected.", CATALOGUE_BY_NAME)
+    for name in names:
+        if name not in CATALOGUE_BY_NAME:
+            raise ConfigError("resources", f"unknown resource `{name}`.", CATALOGUE_BY_NAME)
+    return list(names)
+
+
+def _check_timestamp(value: Any, key: str) -> pendulum.DateTime | None:
+    """Checks that a `start_date`/`end_date` is an ISO-8601 timestamp (or None)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return pendulum.instance(value)
+    if isinstance(value, str) and value:
+        with contextlib.suppress(ValueError):
+            parsed = pendulum.parse(value, exact=True)
+            if isinstance(parsed, pendulum.DateTime):
+                return parsed
+            if isinstance(parsed, pendulum.Date):
+                return pendulum.datetime(parsed.year, parsed.month, parsed.day)
+    raise ConfigError(
+        key, f"expected an ISO-8601 timestamp such as `2024-01-31T00:00:00Z`, got `{value!r}`."
+    )
 
 
 def select_specs(
@@ -48,34 +139,23 @@ def select_specs(
     Raises:
         ConfigError: On an unknown resource, override key or value type.
     """
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    selected = list(names) if names is not None else [spec.name for spec in CATALOGUE]
-    if not selected:
-        raise ConfigError("resources", "no resource selected.", CATALOGUE_BY_NAME)
-    for name in selected:
-        if name not in CATALOGUE_BY_NAME:
-            raise ConfigError("resources", f"unknown resource `{name}`.", CATALOGUE_BY_NAME)
+    selected = _selected_names(names)
     overrides = overrides or {}
     if not isinstance(overrides, Mapping):
         raise ConfigError("endpoints", f"expected a table, got `{type(overrides).__name__}`.")
-    for name in overrides:
+    for name, entry in overrides.items():
         if name not in CATALOGUE_BY_NAME:
             raise ConfigError(f"endpoints.{name}", "no such resource.", CATALOGUE_BY_NAME)
+        if entry is not None and not isinstance(entry, Mapping):
+            raise ConfigError(
+                f"endpoints.{name}", f"expected a table of overrides, got `{type(entry).__name__}`."
+            )
     result = []
     for name in selected:
         spec = CATALOGUE_BY_NAME[name]
         override = dict(overrides.get(name) or {})
         for key, value in override.items():
-            key_path = f"endpoints.{name}.{key}"
-            if key not in OVERRIDABLE:
-                raise ConfigError(key_path, "unknown key.", OVERRIDABLE)
-            if key in ("paginator", "error_handler"):
-                continue
-            if key in _NULLABLE_PARAMS and value in ("", None):
-                override[key] = None
-            elif not isinstance(value, str) or not value:
-                raise ConfigError(key_path, f"expected a non-empty string, got `{value!r}`.")
+            override[key] = _checked_override(key, value, f"endpoints.{name}.{key}")
         error_handler = override.pop("error_handler", None)
         if "paginator" in override and isinstance(override["paginator"], str):
             override["paginator"] = {"type": override["paginator"]}
@@ -110,6 +190,10 @@ def catalogue_config(
     """
     _check_int(page_size, "page_size", 1, MAX_PAGE_SIZE)
     _check_int(lookback_seconds, "lookback_seconds", 0)
+    start = _check_timestamp(start_date, "start_date")
+    end = _check_timestamp(end_date, "end_date")
+    if start is not None and end is not None and end <= start:
+        raise ConfigError("end_date", f"`{end_date}` is not later than start_date `{start_date}`.")
     resources = []
     for spec, error_handler in select_specs(names, overrides):
         key_path = f"endpoints.{spec.name}"
@@ -138,13 +222,50 @@ def catalogue_config(
             **{k: dict(v) for k, v in spec.columns.items()},
             spec.cursor_field: {"data_type": "timestamp", "nullable": False},
         }
-        resources.append(
-            {
-                "name": spec.name,
-                "primary_key": spec.primary_key,
-                "write_disposition": spec.write_disposition,
-                "columns": columns,
-                "endpoint": endpoint,
-            }
-        )
+        resource: dict[str, Any] = {
+            "name": spec.name,
+            "primary_key": spec.primary_key,
+            "write_disposition": spec.write_disposition,
+            "columns": columns,
+            "endpoint": endpoint,
+        }
+        if spec.on_delete == ON_DELETE_HARD_DELETE:
+            _add_hard_delete(resource, spec, key_path)
+        resources.append(resource)
     return {"client": {"base_url": base_url, "auth": credentials}, "resources": resources}
+
+
+def _add_hard_delete(resource: dict[str, Any], spec: EndpointSpec, key_path: str) -> None:
+    """Marks the column that means deleted with dlt's `hard_delete` hint.
+
+    A flag field gets the hint itself; a status field is turned into the boolean
+    `DELETED_COLUMN` by a processing step, which gets the hint.
+
+    Raises:
+        ConfigError: Without a `deleted_field`, or when the resource does not merge.
+    """
+    if spec.deleted_field is None:
+        raise ConfigError(
+            f"{key_path}.on_delete",
+            "`hard_delete` needs `deleted_field`: the field the API marks deleted records with.",
+        )
+    if spec.write_disposition != "merge":
+        raise ConfigError(
+            f"{key_path}.on_delete",
+            f"`hard_delete` needs write_disposition `merge`, not `{spec.write_disposition}`.",
+        )
+    if spec.deleted_field in (spec.primary_key, spec.cursor_field):
+        raise ConfigError(
+            f"{key_path}.deleted_field",
+            f"`{spec.deleted_field}` is the primary key or the cursor field, not a delete marker.",
+        )
+    columns = resource["columns"]
+    if spec.deleted_value is None:
+        column = spec.deleted_field
+    else:
+        column = DELETED_COLUMN
+        step = MarkDeleted(spec.deleted_field, spec.deleted_value)
+        resource["processing_steps"] = [{"map": step}]
+    columns[column] = {**columns.get(column, {}), "hard_delete": True, "nullable": True}
+    if spec.deleted_value is not None:
+        columns[column]["data_type"] = "bool"

@@ -44,6 +44,21 @@ DEFAULT_CURSOR_FIELD: Final = "updated_at"
 DEFAULT_UPDATED_SINCE_PARAM: Final = "updated_since"
 DEFAULT_UPDATED_BEFORE_PARAM: Final = "updated_before"
 
+ON_DELETE_KEEP_FLAGGED: Final = "keep_flagged"
+"""Deleted records are loaded like any other record, with their delete marker (the default)."""
+
+ON_DELETE_HARD_DELETE: Final = "hard_delete"
+"""Deleted records are removed from the destination (dlt's `hard_delete` column hint)."""
+
+ON_DELETE_CHOICES: Final = (ON_DELETE_KEEP_FLAGGED, ON_DELETE_HARD_DELETE)
+"""Accepted values of an endpoint's `on_delete`."""
+
+DEFAULT_ON_DELETE: Final = ON_DELETE_KEEP_FLAGGED
+"""Nothing is deleted in the destination unless a resource sets `on_delete = "hard_delete"`."""
+
+DELETED_COLUMN: Final = "is_deleted"
+"""Boolean column computed from `deleted_field == deleted_value` for hard deletes on a status."""
+
 DEFAULT_PAGINATOR: Final[Mapping[str, Any]] = MappingProxyType(
     {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "cursor"}
 )
@@ -79,6 +94,13 @@ class EndpointSpec:
         columns: Column hints. Timestamps are typed, nested lists and objects whose keys vary
             are kept as JSON columns (one row per record, no child tables).
         write_disposition: How rows are written.
+        deleted_field: Field the API marks deleted records with: a flag (`deleted`; true, or
+            for a non-boolean field any non-null value, means deleted) or, with
+            `deleted_value`, a status field. None when the API marks no deleted records.
+        deleted_value: Value of `deleted_field` (compared as text) that means deleted, e.g.
+            `deleted` for a `status` field. None when `deleted_field` is a flag.
+        on_delete: `keep_flagged` loads deleted records like the others, marker included;
+            `hard_delete` removes them from the destination (needs `merge`).
     """
 
     name: str
@@ -91,6 +113,9 @@ class EndpointSpec:
     paginator: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_PAGINATOR)
     columns: Mapping[str, Mapping[str, Any]] = field(default_factory=_hints)
     write_disposition: str = "merge"
+    deleted_field: str | None = "deleted"
+    deleted_value: str | None = None
+    on_delete: str = DEFAULT_ON_DELETE
 
 
 CATALOGUE: Final[tuple[EndpointSpec, ...]] = (
@@ -104,6 +129,8 @@ CATALOGUE: Final[tuple[EndpointSpec, ...]] = (
             assignee_id={"data_type": "bigint", "nullable": True},
             priority={"data_type": "text", "nullable": True},
         ),
+        deleted_field="status",
+        deleted_value="deleted",
     ),
     EndpointSpec(name="ticket_comments", path="/v1/ticket_comments"),
     EndpointSpec(

@@ -453,6 +453,74 @@ _PATCHERS: Final[dict[str, Callable[[Row, random.Random], Row]]] = {
 }
 
 
+DELETE_MARKERS: Final[Mapping[str, tuple[str, Any]]] = {"tickets": ("status", "deleted")}
+"""How a deleted row is marked, by table: `(field, value)`. Tables not listed use
+`DEFAULT_DELETE_MARKER`. A deleted row stays in the listing with a new `updated_at`, as APIs
+that soft-delete serve it, so an incremental sync sees the deletion."""
+
+DEFAULT_DELETE_MARKER: Final[tuple[str, Any]] = ("deleted", True)
+"""`deleted: true` on a deleted row of a table not in `DELETE_MARKERS`."""
+
+
+def delete_marker(table: str) -> tuple[str, Any]:
+    """Returns the `(field, value)` that marks a deleted row of `table`.
+
+    Args:
+        table: Table name.
+
+    Returns:
+        The marker field and the value it takes on a deleted row.
+    """
+    return DELETE_MARKERS.get(table, DEFAULT_DELETE_MARKER)
+
+
+def is_deleted(table: str, row: Mapping[str, Any]) -> bool:
+    """Tells whether a served row of `table` is marked deleted.
+
+    Args:
+        table: Table name.
+        row: The row as served.
+
+    Returns:
+        True when the row carries the table's delete marker.
+    """
+    name, value = delete_marker(table)
+    return bool(row.get(name) == value)
+
+
+def _drift_ticket(row: Row) -> Row:
+    # a new field, a field that turns null, an id that turns into text and a priority that
+    # turns into a number
+    requester = row["requester_id"]
+    if not isinstance(requester, str):  # drifted before: already text
+        requester = f"cust-{requester or 0:06d}"
+    return {
+        "satisfaction_score": 1 + row["id"] % 5,
+        "subject": None,
+        "requester_id": requester,
+        "priority": 1 + row["id"] % 4,
+    }
+
+
+def _drift_agent(row: Row) -> Row:
+    # a new field, a field that turns null and a boolean that turns into text
+    return {
+        "time_zone": _pick(("Europe/Paris", "America/Chicago", "Asia/Tokyo"), row["id"]),
+        "email": None,
+        "active": "on_leave",
+    }
+
+
+DRIFTERS: Final[Mapping[str, Callable[[Row], Row]]] = {
+    "tickets": _drift_ticket,
+    "agents": _drift_agent,
+}
+"""Schema drift applied to updated rows by `mutate(..., drift=True)`, by table: a new field
+(`satisfaction_score`, `time_zone`), a field that turns null (`subject`, `email`) and fields
+whose type changes (`requester_id` from integer to text, `active` from boolean to text,
+`priority` from text to integer)."""
+
+
 # --- dataset -----------------------------------------------------------------------------------
 
 
@@ -463,10 +531,12 @@ class MutationResult:
     Attributes:
         updated_ids: Ids of existing rows that got a new `updated_at`, ascending.
         created_ids: Ids of new rows, ascending, all above the previous maximum id.
+        deleted_ids: Ids of rows marked deleted (see `delete_marker`), ascending.
     """
 
     updated_ids: tuple[int, ...]
     created_ids: tuple[int, ...]
+    deleted_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -870,6 +940,8 @@ class Dataset:
         tables: Sequence[str] | None = None,
         *,
         same_second: bool = False,
+        deletes: int = 0,
+        drift: bool = False,
     ) -> dict[str, MutationResult]:
         """Updates existing rows and creates new ones in each table.
 
@@ -885,16 +957,20 @@ class Dataset:
             same_second: Stamp every touched row with the latest second handed out so far
                 instead of new seconds: rows that appear after a sync in the very second of
                 the last row it saw (the tie an incremental load must neither lose nor repeat).
+            deletes: Existing rows (not updated by this call, not deleted before) to mark
+                deleted per table, with the table's `delete_marker` and a new `updated_at`.
+            drift: Give updated rows of the tables in `DRIFTERS` a new field, a field turned
+                null and a field of another type (schema drift).
 
         Returns:
             What changed, by table.
 
         Raises:
-            ValueError: If `updates` or `creates` is negative.
+            ValueError: If `updates`, `creates` or `deletes` is negative.
             KeyError: If a table is unknown.
         """
-        if updates < 0 or creates < 0:
-            raise ValueError("updates and creates must be >= 0")
+        if updates < 0 or creates < 0 or deletes < 0:
+            raise ValueError("updates, creates and deletes must be >= 0")
         names = list(TABLES if tables is None else tables)
         states = [self._state(name) for name in names]
         results: dict[str, MutationResult] = {}
@@ -908,11 +984,13 @@ class Dataset:
                 rng = random.Random(rng_seed)  # noqa: S311 - reproducible fake data, not security
                 existing = state.next_id - 1
                 updated_ids = sorted(rng.sample(range(1, existing + 1), min(updates, existing)))
+                deleted_ids = self._pick_deletions(state, rng, deletes, updated_ids)
                 created_ids = list(range(state.next_id, state.next_id + creates))
                 state.next_id += creates
-                touched = [(row_id, False) for row_id in updated_ids]
-                touched += [(row_id, True) for row_id in created_ids]
-                for position, (row_id, created) in enumerate(touched):
+                touched = [(row_id, "updated") for row_id in updated_ids]
+                touched += [(row_id, "created") for row_id in created_ids]
+                touched += [(row_id, "deleted") for row_id in deleted_ids]
+                for position, (row_id, change) in enumerate(touched):
                     seconds = (
                         self._now
                         if same_second
@@ -920,22 +998,58 @@ class Dataset:
                     )
                     latest = max(latest, seconds)
                     stamp = format_timestamp(seconds)
-                    if created:
+                    if change == "created":
                         patch: Row = {"created_at": stamp, "updated_at": stamp}
+                    elif change == "deleted":
+                        patch = self._delete_patch(state, row_id, stamp)
                     else:
-                        patch = self._update_patch(state, row_id, rng, stamp)
+                        patch = self._update_patch(state, row_id, rng, stamp, drift=drift)
                     self._place(state, _Overlay(index=row_id - 1, updated=seconds, patch=patch))
-                results[state.name] = MutationResult(tuple(updated_ids), tuple(created_ids))
+                results[state.name] = MutationResult(
+                    tuple(updated_ids), tuple(created_ids), tuple(deleted_ids)
+                )
             self._now = latest
         return results
 
-    def _update_patch(self, state: _TableState, row_id: int, rng: random.Random, stamp: str) -> Row:
+    def _update_patch(
+        self, state: _TableState, row_id: int, rng: random.Random, stamp: str, *, drift: bool
+    ) -> Row:
         """Builds the new fields of an updated row. Called with the lock held."""
         previous = state.overlay.get(row_id)
         current = self._build(state, row_id - 1, previous)
         changes = _PATCHERS[state.name](current, rng)
+        drifter = DRIFTERS.get(state.name) if drift else None
+        if drifter is not None:
+            changes.update(drifter(current))
         base_patch = previous.patch if previous is not None else {}
         return {**base_patch, **changes, "updated_at": stamp}
+
+    def _pick_deletions(
+        self, state: _TableState, rng: random.Random, deletes: int, updated_ids: Sequence[int]
+    ) -> list[int]:
+        """Chooses rows to mark deleted: live rows not updated now. Called with the lock held.
+
+        Draws nothing from `rng` when `deletes` is 0, so mutations without deletions stay as
+        they were before deletions existed.
+        """
+        if deletes == 0:
+            return []
+        # base rows never carry a delete marker: only overlay patches can
+        taken = set(updated_ids)
+        taken.update(
+            row_id
+            for row_id, overlay in state.overlay.items()
+            if is_deleted(state.name, overlay.patch)
+        )
+        candidates = [row_id for row_id in range(1, state.next_id) if row_id not in taken]
+        return sorted(rng.sample(candidates, min(deletes, len(candidates))))
+
+    def _delete_patch(self, state: _TableState, row_id: int, stamp: str) -> Row:
+        """Marks a row deleted with a new `updated_at`. Called with the lock held."""
+        previous = state.overlay.get(row_id)
+        base_patch = previous.patch if previous is not None else {}
+        name, value = delete_marker(state.name)
+        return {**base_patch, name: value, "updated_at": stamp}
 
     @staticmethod
     def _place(state: _TableState, overlay: _Overlay) -> None:

@@ -96,6 +96,8 @@ class Route:
         updated_since_param: Query parameter of the inclusive lower `updated_at` bound.
         updated_before_param: Query parameter of the exclusive upper `updated_at` bound.
         include_total: Add `total` (offset) or `total_pages` (page_number) to pages.
+        total_error: Added to the true row count before it is reported as `total` (offset
+            pages with `include_total`): an API whose total lies.
     """
 
     path: str
@@ -111,6 +113,7 @@ class Route:
     updated_since_param: str = "updated_since"
     updated_before_param: str = "updated_before"
     include_total: bool = False
+    total_error: int = 0
 
     def __post_init__(self) -> None:
         """Fills the conventional parameter names and validates the combination.
@@ -735,8 +738,10 @@ class SandboxServer:
         seed: int | None = None,
         *,
         same_second: bool = False,
+        deletes: int = 0,
+        drift: bool = False,
     ) -> dict[str, MutationResult]:
-        """Updates and creates rows in the dataset (see `Dataset.mutate`).
+        """Updates, creates and deletes rows in the dataset (see `Dataset.mutate`).
 
         Args:
             updates: Existing rows to update per table.
@@ -744,12 +749,22 @@ class SandboxServer:
             tables: Tables to mutate; None means all.
             seed: Seed of the mutation; None uses a call counter.
             same_second: Reuse the latest second instead of new ones (see `Dataset.mutate`).
+            deletes: Rows to mark deleted per table (they stay listed, with the table's
+                delete marker and a new `updated_at`).
+            drift: Updated rows get a new field, a field turned null and a field of another
+                type (see `DRIFTERS` in `tests.sandbox.data`).
 
         Returns:
             What changed, by table.
         """
         return self._dataset.mutate(
-            updates, creates, seed=seed, tables=tables, same_second=same_second
+            updates,
+            creates,
+            seed=seed,
+            tables=tables,
+            same_second=same_second,
+            deletes=deletes,
+            drift=drift,
         )
 
     # --- oauth2 state ----------------------------------------------------------------------------
@@ -1044,7 +1059,7 @@ class SandboxServer:
             window = self._window(route, limit, offset, since, before)
             payload = _wrap(route.selector, window.rows)
             if route.include_total and isinstance(payload, dict):
-                payload["total"] = window.total
+                payload["total"] = max(0, window.total + route.total_error)
             return payload, []
         page = _int_param(query, route.page_param, 1)
         if page < 1:
@@ -1196,16 +1211,18 @@ class SandboxServer:
             try:
                 updates = _int_param(query, "updates", 0)
                 creates = _int_param(query, "creates", 0)
+                deletes = _int_param(query, "deletes", 0)
                 seed_text = query.get("seed")
                 seed = int(seed_text) if seed_text else None
                 tables = [name for name in query.get("tables", "").split(",") if name] or None
-                results = self.mutate(updates, creates, tables=tables, seed=seed)
+                results = self.mutate(updates, creates, tables=tables, seed=seed, deletes=deletes)
             except (_BadRequestError, ValueError, KeyError) as exc:
                 return _error(400, "bad_request", str(exc))
             changed = {
                 table: {
                     "updated_ids": list(result.updated_ids),
                     "created_ids": list(result.created_ids),
+                    "deleted_ids": list(result.deleted_ids),
                 }
                 for table, result in results.items()
             }
