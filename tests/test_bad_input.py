@@ -397,11 +397,6 @@ def test_a_cursor_that_repeats_on_a_catalogue_resource_commits_nothing(desk, tmp
     assert_nothing_committed(pipeline, "tickets")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug (http_policy.body_check_hook): a data selector that holds an object is"
-    " loaded as one row instead of raising ResponseError",
-)
 def test_a_data_selector_holding_an_object_is_refused(desk, tmp_path, caplog):
     body = {"data": {"id": 1, "updated_at": "2024-01-01T00:00:00Z"}, "next_cursor": None}
     desk.inject("/v1/agents", [Fault(status=200, body=json.dumps(body))])
@@ -418,11 +413,6 @@ def test_a_data_selector_holding_an_object_is_refused(desk, tmp_path, caplog):
     assert_nothing_committed(pipeline, "agents")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug (http_policy.body_check_hook): a data selector that holds a string"
-    " fails later in dlt (IncrementalCursorPathMissing) without the URL, not as ResponseError",
-)
 def test_a_data_selector_holding_a_string_is_refused(desk, tmp_path, caplog):
     desk.inject("/v1/agents", [Fault(status=200, body=json.dumps({"data": "maintenance"}))])
     pipeline = make_pipeline(tmp_path)
@@ -444,13 +434,6 @@ def records_with(server, table: str, change: dict[str, Any]) -> str:
     return json.dumps({"data": rows, "next_cursor": None})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a record whose `id` is null passes extract (the incremental state"
-    " advances and is saved locally) and fails in normalize (`Cannot coerce NULL in table"
-    " agents column id`, not a typed error, no URL), leaving a pending package that fails again"
-    " on every run until `dlt pipeline ... abort-packages`",
-)
 def test_a_record_without_its_primary_key_is_refused_at_extract(desk, tmp_path, caplog):
     desk.inject("/v1/agents", [Fault(status=200, body=records_with(desk, "agents", {"id": None}))])
     pipeline = make_pipeline(tmp_path)
@@ -467,27 +450,19 @@ def test_a_record_without_its_primary_key_is_refused_at_extract(desk, tmp_path, 
     assert not pipeline.has_pending_data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product gap: a record whose cursor field is null fails at extract with dlt's"
-    " IncrementalCursorPathHasValueNone (it names the resource and commits nothing) instead of"
-    " a support_api ResponseError with the redacted URL",
-)
 def test_a_record_without_its_cursor_value_is_refused_with_a_typed_error(desk, tmp_path, caplog):
     body = records_with(desk, "agents", {"updated_at": None})
     desk.inject("/v1/agents", [Fault(status=200, body=body)])
     pipeline = make_pipeline(tmp_path)
-    try:
-        error = failed_run(
-            pipeline,
-            key_source(desk, resources=["agents"]),
-            ResponseError,
-            caplog,
-            desk.secrets.api_key,
-        )
-    finally:  # what holds today already: nothing is committed
-        assert_nothing_committed(pipeline, "agents")
-        assert not pipeline.has_pending_data
+    error = failed_run(
+        pipeline,
+        key_source(desk, resources=["agents"]),
+        ResponseError,
+        caplog,
+        desk.secrets.api_key,
+    )
+    assert_nothing_committed(pipeline, "agents")
+    assert not pipeline.has_pending_data
     assert "`agents`" in str(error)
     assert "updated_at" in str(error)
     assert_redacted_url(error, desk, "/v1/agents")
@@ -510,12 +485,6 @@ def test_a_total_higher_than_the_rows_still_loads_every_row_once(sandbox_factory
     assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug (paginators.OffsetLimitPaginator): a total lower than the rows served"
-    " ends the walk early and rows are silently dropped (75 of 80 loaded here) although the"
-    " pages received already hold more rows than the total",
-)
 def test_a_total_lower_than_the_rows_served_is_detected(sandbox_factory, tmp_path, caplog):
     server = total_sandbox(sandbox_factory, total_error=-20)
     pipeline = make_pipeline(tmp_path)
@@ -526,12 +495,6 @@ def test_a_total_lower_than_the_rows_served_is_detected(sandbox_factory, tmp_pat
     assert_nothing_committed(pipeline, "tickets")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug (paginators.OffsetLimitPaginator): a total that lies low and ends on a"
-    " full page stops the walk without asking for the next page: 50 of 80 rows are loaded and"
-    " no error is raised",
-)
 def test_a_total_ending_on_a_full_page_is_verified(sandbox_factory, tmp_path):
     server = total_sandbox(sandbox_factory, total_error=-30)
     pipeline = make_pipeline(tmp_path)
@@ -545,6 +508,13 @@ def test_a_total_ending_on_a_full_page_is_verified(sandbox_factory, tmp_path):
     else:  # or failed clearly, committing nothing
         assert isinstance(find_cause(failure, PaginationError), PaginationError)
         assert_nothing_committed(pipeline, "tickets")
+
+
+def test_an_honest_total_loads_every_row(sandbox_factory, tmp_path):
+    server = total_sandbox(sandbox_factory, total_error=0)
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(key_source(server, resources=["tickets"], endpoints=OFFSET_WITH_TOTAL))
+    assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
 
 
 def test_a_huge_page_beyond_the_page_size_loads_every_row(sandbox_factory, tmp_path):
@@ -695,11 +665,6 @@ def test_a_wrong_bearer_token_is_a_401_without_the_token(sandbox_factory, tmp_pa
     assert_nothing_committed(pipeline, "groups")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: with an API key in the query string, urllib3's DEBUG log line"
-    " `GET /v1/...?api_key=<key>` shows the key; support_api redacts only the oauthlib loggers",
-)
 def test_debug_logs_never_show_a_query_api_key(desk, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     pipeline = make_pipeline(tmp_path)

@@ -7,16 +7,18 @@ resource and the redacted URL.
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from dlt.common import json, jsonpath
 from dlt.sources.helpers.requests import Client
-from dlt.sources.helpers.rest_client.redaction import sanitize_url
+from dlt.sources.helpers.rest_client.redaction import SENSITIVE_PARAMS, sanitize_url
 from requests import HTTPError, PreparedRequest, Request, Response, Session
 
 from .errors import ConfigError, HTTPStatusError, ResponseError, truncate_body
@@ -313,6 +315,54 @@ def _close_response(future: Future[Response]) -> None:
         future.result().close()
 
 
+class _QuerySecretFilter(logging.Filter):
+    """Masks secret query parameters (`?api_key=...`) in log records of HTTP libraries.
+
+    urllib3 logs every request line at DEBUG, query string included, and an API key sent in
+    the query would be written to the logs as is.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: set[str] = {name.lower() for name in SENSITIVE_PARAMS}
+        self._pattern = self._compile()
+
+    def _compile(self) -> re.Pattern[str]:
+        names = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
+        return re.compile(rf"([?&;](?:{names})=)[^&\s\"'#]*", re.IGNORECASE)
+
+    def add(self, names: Iterable[str]) -> None:
+        new = {n.lower() for n in names if n} - self._names
+        if new:
+            self._names |= new
+            self._pattern = self._compile()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._pattern.sub(r"\1***", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_QUERY_SECRET_FILTER = _QuerySecretFilter()
+_REDACTED_LOGGERS = ("urllib3.connectionpool", "dlt")
+
+
+def redact_query_secrets_in_logs(extra_names: Iterable[str] = ()) -> None:
+    """Attaches the query-secret filter to the loggers that print request URLs (idempotent).
+
+    Args:
+        extra_names: Query parameter names to mask besides dlt's usual ones (`api_key`,
+            `token`, ...), e.g. the name of a configured API key parameter.
+    """
+    _QUERY_SECRET_FILTER.add(extra_names)
+    for name in _REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _QUERY_SECRET_FILTER not in logger.filters:
+            logger.addFilter(_QUERY_SECRET_FILTER)
+
+
 def retry_malformed_body(response: Response | None, exception: BaseException | None) -> bool:
     """Retry predicate for dlt's `Client`: a 2xx body that was cut off is sent again.
 
@@ -327,55 +377,112 @@ def retry_malformed_body(response: Response | None, exception: BaseException | N
     return isinstance(exception, ResponseError) and exception.retryable
 
 
-def body_check_hook(resource_name: str, data_selector: str | None) -> Callable[..., None]:
+@dataclass(frozen=True)
+class BodyRules:
+    """What a resource's 2xx bodies must hold.
+
+    Attributes:
+        data_selector: Where the records are; None or `$` for the whole body.
+        expects_list: The selector must hold a list (paged endpoints return lists).
+        required_fields: Top-level fields every record must carry a value for (the primary
+            key and the incremental cursor): a record without them would fail later in dlt,
+            after the incremental state had already moved past it.
+    """
+
+    data_selector: str | None = None
+    expects_list: bool = False
+    required_fields: tuple[str, ...] = ()
+
+
+def body_check_hook(resource_name: str, rules: BodyRules) -> Callable[..., None]:
     """Builds a response hook that parses a 2xx body once and checks it can be used.
 
     The parsed body is kept on the response, so dlt's data extraction and the paginator do not
     parse the page again. A body that is not JSON raises `ResponseError`: retryable when it
     looks cut off, not when it is an HTML page (a login or error page served with 200). A
-    configured data selector that the body lacks raises too, instead of loading nothing.
+    configured data selector that the body lacks, a selector that holds something else than
+    a list of records on a paged endpoint, and a record without its primary key or cursor value
+    raise too, instead of loading nothing, or the wrong thing.
 
     Args:
         resource_name: Resource the endpoint belongs to.
-        data_selector: The resource's data selector, if set.
+        rules: What the bodies must hold.
 
     Returns:
         A response hook.
     """
+    data_selector = rules.data_selector
     selector = jsonpath.compile_path(data_selector) if data_selector not in (None, "$") else None
 
     def check_body(response: Response, *_args: Any, **_kwargs: Any) -> None:
         if not response.ok or response.status_code == 204:  # noqa: PLR2004 - No Content
             return
-        url = sanitize_url(response.url)
-        where = f"Resource `{resource_name}`: GET {url}"
-        try:
-            parsed = json.loadb(response.content)
-        except ValueError:
-            text = response.text
-            if "html" in response.headers.get("Content-Type", "") or text.lstrip()[:1] == "<":
+        where = f"Resource `{resource_name}`: GET {sanitize_url(response.url)}"
+        parsed = _parse_body(response, where)
+        if selector is not None:
+            values = jsonpath.find_values(selector, parsed)
+            if not values:
+                keys = sorted(parsed)[:10] if isinstance(parsed, dict) else type(parsed).__name__
                 raise ResponseError(
-                    f"{where} returned an HTML page with status {response.status_code} instead"
-                    f" of JSON (a login, maintenance or error page?): {truncate_body(text)!r}",
+                    f"{where}: the data selector `{data_selector}` is not in the response"
+                    f" (top-level keys: {keys}). Set the resource's `data_selector` to where the"
+                    " records are.",
                     response,
-                ) from None
+                )
+            records = values[0] if len(values) == 1 else values
+        else:
+            records = parsed
+        if rules.expects_list and not isinstance(records, list):
             raise ResponseError(
-                f"{where} returned a body that is not valid JSON (cut off or malformed,"
-                f" {len(response.content)} bytes): {truncate_body(text)!r}",
-                response,
-                retryable=True,
-            ) from None
-        if selector is not None and not jsonpath.find_values(selector, parsed):
-            keys = sorted(parsed)[:10] if isinstance(parsed, dict) else type(parsed).__name__
-            raise ResponseError(
-                f"{where}: the data selector `{data_selector}` is not in the response (top-level"
-                f" keys: {keys}). Set the resource's `data_selector` to where the records are.",
+                f"{where}: the data selector `{data_selector or '$'}` holds"
+                f" {type(records).__name__} {truncate_body(str(records), 60)!r}, not a list of"
+                " records.",
                 response,
             )
+        if rules.required_fields and isinstance(records, list):
+            _check_required_fields(records, rules.required_fields, where, response)
         # dlt and the paginators call response.json(); answer from the body parsed here
         vars(response)["json"] = lambda **_: parsed
 
     return check_body
+
+
+def _parse_body(response: Response, where: str) -> Any:
+    """Parses a JSON body or raises a `ResponseError` that says what came instead."""
+    try:
+        return json.loadb(response.content)
+    except ValueError:
+        text = response.text
+        if "html" in response.headers.get("Content-Type", "") or text.lstrip()[:1] == "<":
+            raise ResponseError(
+                f"{where} returned an HTML page with status {response.status_code} instead"
+                f" of JSON (a login, maintenance or error page?): {truncate_body(text)!r}",
+                response,
+            ) from None
+        raise ResponseError(
+            f"{where} returned a body that is not valid JSON (cut off or malformed,"
+            f" {len(response.content)} bytes): {truncate_body(text)!r}",
+            response,
+            retryable=True,
+        ) from None
+
+
+def _check_required_fields(
+    records: list[Any], fields: tuple[str, ...], where: str, response: Response
+) -> None:
+    for position, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ResponseError(
+                f"{where}: record {position} is a {type(record).__name__}, not an object.",
+                response,
+            )
+        for name in fields:
+            if record.get(name) is None:
+                raise ResponseError(
+                    f"{where}: record {position} has no value for `{name}` (the primary key or"
+                    " incremental cursor). Nothing of this page was loaded.",
+                    response,
+                )
 
 
 def error_hook(resource_name: str, policy: RetryPolicy) -> Callable[..., None]:

@@ -246,16 +246,40 @@ class OffsetLimitPaginator(OffsetPaginator):
         )
         self.stop_after_short_page = stop_after_short_page
         self.prefetch = PagePrefetch(prefetch)
+        self._received = 0
 
     def init_request(self, request: Request) -> None:
         """Starts a walk at the first offset."""
         self.prefetch.reset()
+        self._received = 0
         super().init_request(request)
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
-        """Advances the offset and stops on an empty or short page."""
+        """Advances the offset and stops on an empty or short page.
+
+        A total is checked, not trusted: more rows than the total raise `PaginationError`,
+        and a walk the total would end on a full page asks for one more page.
+
+        Raises:
+            PaginationError: When the API served more rows than its total says exist.
+        """
+        self._received += len(data or [])
         super().update_state(response, data)
-        if self.stop_after_short_page and data is not None and len(data) < self.limit:
+        full_page = data is not None and len(data) >= self.limit
+        if self.total_path is not None:
+            values = jsonpath.find_values(self.total_path, response.json())
+            total = values[0] if values else None
+            if isinstance(total, int) and self._received > total + self.initial_value:
+                raise PaginationError(
+                    f"The API's total ({total}) is lower than the rows it already served"
+                    f" ({self._received}) at {sanitize_url(response.url)}: its total cannot"
+                    " be trusted, so rows could be missed. Remove `total_path` to page until a"
+                    " short or empty page."
+                )
+            at_cap = self.maximum_value is not None and self.current_value >= self.maximum_value
+            if full_page and not self._has_next_page and not at_cap:
+                self._has_next_page = True  # a full last page may not be the last: check
+        if self.stop_after_short_page and data is not None and not full_page:
             self._has_next_page = False
         self.prefetch.armed = self._has_next_page
 

@@ -14,11 +14,19 @@ from dlt.common import jsonpath
 from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 from dlt.extract import DltResource
+from dlt.sources.helpers.rest_client.paginators import SinglePagePaginator
 from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import build_resource_dependency_graph
 
 from .config import NormalizedConfig, copy_structure, make_paginator
-from .http_policy import PacedSession, SessionPool, body_check_hook, error_hook
+from .http_policy import (
+    BodyRules,
+    PacedSession,
+    SessionPool,
+    body_check_hook,
+    error_hook,
+    redact_query_secrets_in_logs,
+)
 from .paginators import PagePrefetch
 
 
@@ -33,6 +41,9 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         The resources, in the order they were configured.
     """
     pool = pool or SessionPool()
+    auth = config.client.get("auth")
+    query_key = getattr(auth, "name", None) if getattr(auth, "location", None) == "query" else None
+    redact_query_secrets_in_logs([query_key] if isinstance(query_key, str) else [])
     auto_format = config.file_format == "auto"
     file_format = None if auto_format else config.file_format
     defaults = cast("Any", config.resource_defaults)
@@ -126,12 +137,38 @@ def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> d
     defaults_endpoint = config.resource_defaults.get("endpoint") or {}
     actions = endpoint.get("response_actions", defaults_endpoint.get("response_actions")) or []
     selector = endpoint.get("data_selector", defaults_endpoint.get("data_selector"))
+    rules = BodyRules(
+        data_selector=selector if isinstance(selector, str) else None,
+        # without a selector dlt detects where the records are: nothing to check against
+        expects_list=isinstance(selector, str)
+        and paginator is not None
+        and not isinstance(paginator, SinglePagePaginator),
+        required_fields=_required_fields(resource, config) if isinstance(selector, str) else (),
+    )
     endpoint["response_actions"] = [
         *actions,
         error_hook(name, config.policies[name]),
-        body_check_hook(name, selector),
+        body_check_hook(name, rules),
     ]
     if isinstance(selector, str):
         # dlt compiles a string selector on every page (~2 ms each); compile it once
         endpoint["data_selector"] = jsonpath.compile_path(selector)
     return {**resource, "endpoint": endpoint}
+
+
+def _required_fields(resource: dict[str, Any], config: NormalizedConfig) -> tuple[str, ...]:
+    """Top-level fields each record must carry: the primary key and the incremental cursor."""
+    defaults = config.resource_defaults
+    defaults_endpoint = defaults.get("endpoint") or {}
+    fields: list[str] = []
+    primary_key = resource.get("primary_key", defaults.get("primary_key"))
+    if isinstance(primary_key, str):
+        fields.append(primary_key)
+    elif isinstance(primary_key, list | tuple):
+        fields.extend(k for k in primary_key if isinstance(k, str))
+    incremental = resource["endpoint"].get("incremental", defaults_endpoint.get("incremental"))
+    cursor = incremental.get("cursor_path") if isinstance(incremental, dict) else None
+    if isinstance(cursor, str) and cursor.isidentifier():
+        fields.append(cursor)
+    # fields added from a parent record (`_<parent>_<field>`) are not in the response
+    return tuple(f for f in fields if f.isidentifier() and not f.startswith("_"))
