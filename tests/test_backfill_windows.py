@@ -10,6 +10,7 @@ from pathlib import Path
 import dlt
 import duckdb
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
 from sources.support_api import support_api
@@ -94,18 +95,13 @@ def test_parallel_windows_together_equal_one_full_load(sandbox_factory, tmp_path
         assert parquet_rows(windows_bucket, table) == full, table
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="the source has no `allow_external_schedulers` argument yet (datetime cursor needed)",
-)
 def test_an_external_scheduler_interval_sets_the_window(sandbox_factory, tmp_path, monkeypatch):
     server = sandbox_factory(seed=21, size=120, shape="desk", auth="api_key_query")
     start, end = "2024-01-01T00:10:00Z", "2024-01-01T00:20:00Z"
     monkeypatch.setenv("DLT_INTERVAL_START", start)
     monkeypatch.setenv("DLT_INTERVAL_END", end)
     credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
-    source = support_api(  # type: ignore[call-arg]
+    source = support_api(
         base_url=server.url,
         credentials=credentials,
         resources=["tickets"],
@@ -119,3 +115,23 @@ def test_an_external_scheduler_interval_sets_the_window(sandbox_factory, tmp_pat
     expected = [r["id"] for r in server.dataset.rows("tickets") if start <= r["updated_at"] < end]
     assert table_ids(pipeline, "tickets") == sorted(expected)
     assert "tickets" not in str(pipeline.state.get("sources", {}))  # a window keeps no state
+
+
+def test_scheduler_mode_without_an_interval_fails_and_commits_nothing(
+    sandbox_factory, tmp_path, monkeypatch
+):
+    server = sandbox_factory(seed=21, size=40, shape="desk", auth="api_key_query")
+    monkeypatch.delenv("DLT_INTERVAL_START", raising=False)
+    monkeypatch.delenv("DLT_INTERVAL_END", raising=False)
+    credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
+    source = support_api(
+        base_url=server.url,
+        credentials=credentials,
+        resources=["agents"],
+        allow_external_schedulers=True,
+    )
+    pipeline = make_pipeline(tmp_path)
+    with pytest.raises(PipelineStepFailed, match="External scheduler"):
+        pipeline.run(source)
+    assert server.requests(path="/v1/agents") == []
+    assert "agents" not in str(pipeline.state.get("sources", {}))

@@ -57,6 +57,7 @@ def support_api(
     endpoints: dict[str, Any] | None = None,
     file_format: str | None = "auto",
     parallelized: bool = True,
+    allow_external_schedulers: bool = False,
 ) -> list[DltResource]:
     """Loads the support desk: every resource merges on `id`, incrementally on `updated_at`.
 
@@ -79,6 +80,9 @@ def support_api(
             parquet) when the active pipeline's destination would otherwise insert row by row;
             None leaves the choice to `pipeline.run(loader_file_format=...)`.
         parallelized: Extract the resources in parallel threads (one shared auth object).
+        allow_external_schedulers: Take the window from an external scheduler (Airflow through
+            `dlt deploy`, or `DLT_INTERVAL_START`/`DLT_INTERVAL_END`) instead of state; a run
+            without a scheduler interval then fails. Cursors are compared as datetimes.
 
     Returns:
         The selected resources.
@@ -93,6 +97,7 @@ def support_api(
         page_size=page_size,
         lookback_seconds=lookback_seconds,
         overrides=endpoints,
+        allow_external_schedulers=allow_external_schedulers,
     )
     normalized = normalize_config(config, default_policy=policy)
     normalized.file_format = file_format

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import pendulum
+from dlt.common.time import ensure_pendulum_datetime
 from requests.auth import AuthBase
 
 from .config import validate_paginator
@@ -63,6 +64,38 @@ class MarkDeleted:
             marker = item.get(self.field)
             item[DELETED_COLUMN] = marker is not None and str(marker) == self.value
         return item
+
+
+class CursorToDatetime:
+    """Processing step: parses a record's cursor field into a datetime.
+
+    dlt joins an external scheduler's interval only on a datetime-typed cursor, so with
+    `allow_external_schedulers` the cursor is compared as a datetime instead of as text.
+    """
+
+    def __init__(self, field: str) -> None:
+        """Remembers which field to parse.
+
+        Args:
+            field: The cursor field.
+        """
+        self.field = field
+
+    def __call__(self, item: Any) -> Any:
+        """Parses the cursor value of one record in place."""
+        if isinstance(item, dict) and isinstance(value := item.get(self.field), str):
+            item[self.field] = ensure_pendulum_datetime(value)
+        return item
+
+
+def format_cursor(value: Any) -> str:
+    """Formats a datetime cursor for the API's `updated_since`/`updated_before` parameters."""
+    return str(ensure_pendulum_datetime(value).in_tz("UTC").format("YYYY-MM-DDTHH:mm:ss[Z]"))
+
+
+def latest_cursor(values: Sequence[Any]) -> Any:
+    """`max` over cursor values that may mix datetimes and text (state saved by a text run)."""
+    return max(ensure_pendulum_datetime(v) for v in values if v is not None)
 
 
 def _check_int(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
@@ -172,6 +205,7 @@ def catalogue_config(
     page_size: int,
     lookback_seconds: int,
     overrides: Mapping[str, Any] | None,
+    allow_external_schedulers: bool = False,
 ) -> dict[str, Any]:
     """Writes the selected catalogue resources as a seed-style config dict.
 
@@ -184,6 +218,8 @@ def catalogue_config(
         page_size: Rows per page.
         lookback_seconds: Seconds subtracted from the last cursor value on incremental runs.
         overrides: Per-endpoint overrides from `endpoints`.
+        allow_external_schedulers: Take the window from an external scheduler (Airflow,
+            `DLT_INTERVAL_START`/`DLT_INTERVAL_END`); cursors are then compared as datetimes.
 
     Returns:
         A config accepted by `support_api_from_config`.
@@ -210,6 +246,17 @@ def catalogue_config(
             incremental["end_param"] = spec.updated_before_param
         if lookback_seconds:
             incremental["lag"] = lookback_seconds
+        steps: list[dict[str, Any]] = []
+        if allow_external_schedulers:
+            incremental |= {
+                "initial_value": start,
+                "end_value": end,
+                "end_param": spec.updated_before_param,
+                "allow_external_schedulers": True,
+                "convert": format_cursor,
+                "last_value_func": latest_cursor,
+            }
+            steps.append({"map": CursorToDatetime(spec.cursor_field)})
         endpoint: dict[str, Any] = {
             "path": spec.path,
             "data_selector": spec.data_selector,
@@ -231,6 +278,8 @@ def catalogue_config(
         }
         if spec.on_delete == ON_DELETE_HARD_DELETE:
             _add_hard_delete(resource, spec, key_path)
+        if steps:
+            resource["processing_steps"] = [*steps, *resource.get("processing_steps", [])]
         resources.append(resource)
     return {"client": {"base_url": base_url, "auth": credentials}, "resources": resources}
 
