@@ -1,8 +1,10 @@
-"""How support_api talks HTTP: retries, backoff, `Retry-After`, timeouts and error messages.
+"""How support_api talks HTTP: retries, pacing, pages fetched ahead, body checks, redaction.
 
-Retries are dlt's (`dlt.sources.helpers.requests.Client`, built on tenacity): this module only
-turns an endpoint's `error_handler` into such a client and adds an error hook that names the
-resource and the redacted URL.
+Retries are dlt's (`dlt.sources.helpers.requests.Client`, built on tenacity): this module turns
+an endpoint's `error_handler` into such a client and wraps it per thread (`PacedSession`) to
+pace from rate-limit headers and serve prefetched pages. Response hooks turn error statuses
+and unusable bodies into typed errors naming the resource and the redacted URL, and a log
+filter masks secret query parameters.
 """
 
 from __future__ import annotations
@@ -167,10 +169,6 @@ class SessionPool:
             pacer = self._pacers.setdefault(policy, RateLimitPacer())
         return cast("Session", PacedSession(client, pacer, self._prefetch_pool))
 
-    def close(self) -> None:
-        """Stops the prefetch threads (pending prefetches are dropped)."""
-        self._prefetch_pool.shutdown(wait=False, cancel_futures=True)
-
 
 class RateLimitPacer:
     """Spaces requests so they stay under the API's rate limit instead of bouncing off 429s.
@@ -198,14 +196,12 @@ class RateLimitPacer:
         self._max_wait = max_wait
         self._resume_at = 0.0
         self._lock = threading.Lock()
-        self.waits: list[float] = []
 
     def wait(self) -> None:
         """Blocks until the rate-limit window allows another request."""
         with self._lock:
             delay = self._resume_at - self._clock()
         if delay > 0:
-            self.waits.append(delay)
             self._sleep(min(delay, self._max_wait))
 
     def observe(self, response: Response) -> None:

@@ -20,6 +20,7 @@ from dlt.sources.helpers.rest_client.paginators import (
     JSONResponseCursorPaginator,
     OffsetPaginator,
     PageNumberPaginator,
+    RangePaginator,
     SinglePagePaginator,
 )
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
@@ -92,15 +93,32 @@ class PagePrefetch:
         self._scheduled = []
         self.armed = False
 
-    def schedule(
-        self, request: Request, param: str, first_value: int, step: int, maximum: int | None
-    ) -> None:
-        """Requests the pages whose `param` is `first_value`, `first_value + step`, ..."""
-        if self.session is None or self.depth <= 0 or request.method.upper() != "GET":
+    def follow(self, walk: RangePaginator, request: Request) -> None:
+        """Called once `walk` has pointed `request` at its next page.
+
+        Fetches the pages after it ahead when the last page came back full, or drops what was
+        fetched ahead when the walk has ended.
+
+        Args:
+            walk: The offset or page-number paginator.
+            request: The request for the next page, as dlt's loop will send it.
+        """
+        if not walk.has_next_page:
+            self.finish()
+            return
+        param = walk.param_name
+        if (
+            not self.armed
+            or self.session is None
+            or self.depth <= 0
+            or not param
+            or walk.param_body_path
+            or request.method.upper() != "GET"
+        ):
             return
         for i in range(self.depth):
-            value = first_value + i * step
-            if maximum is not None and value >= maximum:
+            value = walk.current_value + i * walk.value_step
+            if walk.maximum_value is not None and value >= walk.maximum_value:
                 break
             ahead = copy.copy(request)
             ahead.params = {**(request.params or {}), param: value}
@@ -286,12 +304,7 @@ class OffsetLimitPaginator(OffsetPaginator):
     def update_request(self, request: Request) -> None:
         """Points the request at the next page and fetches the ones after it ahead."""
         super().update_request(request)
-        if not self._has_next_page:
-            self.prefetch.finish()
-        elif self.prefetch.armed and self.param_name and not self.param_body_path:
-            self.prefetch.schedule(
-                request, self.param_name, self.current_value, self.value_step, self.maximum_value
-            )
+        self.prefetch.follow(self, request)
 
 
 class PageNumberSizePaginator(PageNumberPaginator):
@@ -363,12 +376,7 @@ class PageNumberSizePaginator(PageNumberPaginator):
     def update_request(self, request: Request) -> None:
         """Points the request at the next page and fetches the ones after it ahead."""
         super().update_request(request)
-        if not self._has_next_page:
-            self.prefetch.finish()
-        elif self.prefetch.armed and self.param_name and not self.param_body_path:
-            self.prefetch.schedule(
-                request, self.param_name, self.current_value, self.value_step, self.maximum_value
-            )
+        self.prefetch.follow(self, request)
 
 
 class NextLinkPaginator(_NoRepeats, JSONLinkPaginator):
