@@ -1,0 +1,122 @@
+"""Unit tests of the HTTP policy pieces that the end-to-end tests cannot pin down exactly."""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+
+from requests import Request, Response
+
+from sources.support_api.http_policy import PacedSession, RateLimitPacer
+from sources.support_api.paginators import OffsetLimitPaginator, PageNumberSizePaginator
+from tests.sandbox import FakeClock
+
+
+def response(status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    result = Response()
+    result.status_code = status
+    result.headers.update(headers or {})
+    return result
+
+
+def pacer_with_clock() -> tuple[RateLimitPacer, FakeClock, list[float]]:
+    clock = FakeClock()
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.advance(seconds)
+
+    return RateLimitPacer(clock=clock, sleep=sleep, max_wait=60), clock, sleeps
+
+
+def test_pacer_waits_for_the_window_when_the_budget_is_spent():
+    pacer, _, sleeps = pacer_with_clock()
+    pacer.observe(response(headers={"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "5"}))
+    pacer.wait()
+    assert sleeps == []
+    pacer.observe(response(headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2"}))
+    pacer.wait()
+    pacer.wait()  # the window is over after the first wait
+    assert sleeps == [2]
+
+
+def test_pacer_honours_retry_after_on_429_and_caps_it():
+    pacer, _, sleeps = pacer_with_clock()
+    pacer.observe(response(429, headers={"Retry-After": "7"}))
+    pacer.wait()
+    pacer.observe(response(429, headers={"Retry-After": "10000"}))
+    pacer.wait()
+    assert sleeps == [7, 60]
+
+
+def test_pacer_reads_an_epoch_reset():
+    pacer, _, sleeps = pacer_with_clock()
+    reset = str(int(time.time()) + 30)
+    pacer.observe(response(headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}))
+    pacer.wait()
+    assert len(sleeps) == 1
+    assert 25 < sleeps[0] <= 30
+
+
+class RecordingSession:
+    """Stands in for `PacedSession`: records what a walk fetches ahead."""
+
+    def __init__(self) -> None:
+        self.prefetched: list[dict] = []
+        self.discarded: list[str] = []
+
+    def prefetch(self, request: Request) -> str:
+        self.prefetched.append(dict(request.params))
+        return f"url-{len(self.prefetched)}"
+
+    def discard(self, urls: list[str]) -> None:
+        self.discarded.extend(urls)
+
+
+def page(rows: int) -> list[dict]:
+    return [{"id": i} for i in range(rows)]
+
+
+def test_offset_walk_fetches_the_next_pages_ahead_after_a_full_page_and_drops_the_rest():
+    paginator = OffsetLimitPaginator(limit=10, prefetch=3)
+    session = RecordingSession()
+    paginator.prefetch.session = cast("PacedSession", session)
+    request = Request("GET", "http://127.0.0.1/v1/tickets", params={})
+    paginator.init_request(request)
+    assert session.prefetched == [], "nothing is fetched ahead of the first page"
+
+    paginator.update_state(response(), page(10))
+    paginator.update_request(request)
+    assert [p["offset"] for p in session.prefetched] == [10, 20, 30]
+
+    paginator.update_state(response(), page(10))
+    paginator.update_request(request)
+    assert [p["offset"] for p in session.prefetched] == [10, 20, 30, 20, 30, 40]
+
+    paginator.update_state(response(), page(4))  # short page: the walk ends
+    paginator.update_request(request)
+    assert not paginator.has_next_page
+    assert session.discarded == [f"url-{i}" for i in range(1, 7)]
+
+
+def test_page_number_walk_fetches_ahead_with_the_page_size():
+    paginator = PageNumberSizePaginator(page_size=5, prefetch=2)
+    session = RecordingSession()
+    paginator.prefetch.session = cast("PacedSession", session)
+    request = Request("GET", "http://127.0.0.1/v1/tickets", params={})
+    paginator.init_request(request)
+    paginator.update_state(response(), page(5))
+    paginator.update_request(request)
+    assert session.prefetched == [{"page": 2, "per_page": 5}, {"page": 3, "per_page": 5}]
+
+
+def test_no_fetching_ahead_when_the_first_page_is_short():
+    paginator = OffsetLimitPaginator(limit=10, prefetch=3)
+    session = RecordingSession()
+    paginator.prefetch.session = cast("PacedSession", session)
+    request = Request("GET", "http://127.0.0.1/v1/tickets", params={})
+    paginator.init_request(request)
+    paginator.update_state(response(), page(3))
+    paginator.update_request(request)
+    assert session.prefetched == []
