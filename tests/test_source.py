@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import dlt
 import pytest
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
-from sources.support_api import HTTPStatusError, support_api
+from sources.support_api import HTTPStatusError, http_policy, support_api
 from sources.support_api.settings import CATALOGUE
 from tests.helpers import find_cause, loaded_counts, make_pipeline, table_ids, table_rows
 from tests.sandbox import Fault
@@ -139,12 +141,25 @@ def test_client_errors_fail_at_once(desk, tmp_path, status):
     assert "brands" not in str(state)
 
 
-def test_resources_extract_in_parallel_with_one_shared_auth(desk, tmp_path):
-    source = desk_source(desk).parallelize()
+def test_resources_extract_in_parallel_threads_by_default(desk, tmp_path, monkeypatch):
+    threads: set[str] = set()
+    original_send = http_policy.PacedSession.send
+
+    def recording_send(self, request, **kwargs):
+        threads.add(threading.current_thread().name)
+        return original_send(self, request, **kwargs)
+
+    monkeypatch.setattr(http_policy.PacedSession, "send", recording_send)
     pipeline = make_pipeline(tmp_path)
-    pipeline.run(source)
+    pipeline.run(desk_source(desk))
     for table in TABLES:
         assert table_ids(pipeline, table) == sorted(desk.dataset.ids(table))
+    assert any("extract" in name for name in threads), threads
+    assert threading.main_thread().name not in threads
+
+    threads.clear()
+    pipeline.run(desk_source(desk, parallelized=False))
+    assert threads == {threading.main_thread().name}
 
 
 def test_endpoint_overrides_from_env_change_path_selector_and_paginator(

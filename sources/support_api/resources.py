@@ -62,8 +62,9 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         parent_names = {p.resolve_config["resource"] for p in parents.get(name) or []}
         if file_format is not None:
             resource.setdefault("file_format", file_format)
-        if not parent_names:
-            resource.setdefault("parallelized", config.parallelized)
+        # dlt's resource-level `parallelized` is lost when rest_api binds the generator to its
+        # arguments, so the built resource is parallelized instead (as the source-level flag does)
+        parallel = not parent_names and resource.pop("parallelized", config.parallelized)
         policy = config.policies[name]
         session = pool.session_for(policy)
         prefetch = getattr(resource["endpoint"].get("paginator"), "prefetch", None)
@@ -77,6 +78,8 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         )
         created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
         built[name] = created[name]
+        if parallel:
+            built[name].parallelize()
         if auto_format and "file_format" not in entry:
             built[name].add_step(_BulkFormatOnFirstPage())
     return [built[name] for name in by_name]
@@ -153,7 +156,7 @@ def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> d
     if isinstance(selector, str):
         # dlt compiles a string selector on every page (~2 ms each); compile it once
         endpoint["data_selector"] = jsonpath.compile_path(selector)
-    return {**resource, "endpoint": endpoint}
+    return resource
 
 
 def _required_fields(resource: dict[str, Any], config: NormalizedConfig) -> tuple[str, ...]:
