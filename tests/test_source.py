@@ -151,14 +151,15 @@ def test_resources_extract_in_parallel_threads_by_default(desk, tmp_path, monkey
 
     monkeypatch.setattr(http_policy.PacedSession, "send", recording_send)
     pipeline = make_pipeline(tmp_path)
-    pipeline.run(desk_source(desk))
+    # one walk per resource: requests are then sent from the thread extracting the resource
+    pipeline.run(desk_source(desk, concurrency=1))
     for table in TABLES:
         assert table_ids(pipeline, table) == sorted(desk.dataset.ids(table))
     assert any("extract" in name for name in threads), threads
     assert threading.main_thread().name not in threads
 
     threads.clear()
-    pipeline.run(desk_source(desk, parallelized=False))
+    pipeline.run(desk_source(desk, parallelized=False, concurrency=1))
     assert threads == {threading.main_thread().name}
 
 

@@ -24,7 +24,7 @@ from dlt.extract import DltResource, DltSource
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth
 
 from .auth import OAuth2ClientCredentialsAuth, OAuth2RefreshTokenAuth
-from .catalogue import catalogue_config
+from .catalogue import catalogue_config, window_plans
 from .config import NormalizedConfig, normalize_config
 from .errors import (
     AuthenticationError,
@@ -36,7 +36,12 @@ from .errors import (
 )
 from .http_policy import RetryPolicy
 from .resources import build_resources
-from .settings import DEFAULT_LOOKBACK_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_START_DATE
+from .settings import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_LOOKBACK_SECONDS,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_START_DATE,
+)
 
 SupportAPICredentials = (
     OAuth2RefreshTokenAuth | OAuth2ClientCredentialsAuth | APIKeyAuth | BearerTokenAuth
@@ -58,6 +63,7 @@ def support_api(
     file_format: str | None = "auto",
     parallelized: bool = True,
     allow_external_schedulers: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> list[DltResource]:
     """Loads the support desk: every resource merges on `id`, incrementally on `updated_at`.
 
@@ -83,6 +89,10 @@ def support_api(
         allow_external_schedulers: Take the window from an external scheduler (Airflow through
             `dlt deploy`, or `DLT_INTERVAL_START`/`DLT_INTERVAL_END`) instead of state; a run
             without a scheduler interval then fails. Cursors are compared as datetimes.
+        concurrency: Requests in flight at once per cursor-paged resource. The updated range
+            is cut into time windows as the walk goes (`updated_since`/`updated_before`), each
+            walked with its own cursor; a run whose first page is its last sends one request.
+            1 reads pages strictly one after another.
 
     Returns:
         The selected resources.
@@ -102,6 +112,7 @@ def support_api(
     normalized = normalize_config(config, default_policy=policy)
     normalized.file_format = file_format
     normalized.parallelized = parallelized
+    normalized.windows = window_plans(resources, endpoints, concurrency)
     return build_resources(normalized)
 
 

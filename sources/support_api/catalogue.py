@@ -23,11 +23,13 @@ from .settings import (
     CATALOGUE,
     CATALOGUE_BY_NAME,
     DELETED_COLUMN,
+    MAX_CONCURRENCY,
     MAX_PAGE_SIZE,
     ON_DELETE_CHOICES,
     ON_DELETE_HARD_DELETE,
     EndpointSpec,
 )
+from .windows import WindowPlan
 
 OVERRIDABLE = frozenset(
     f.name for f in dataclasses.fields(EndpointSpec) if f.name not in ("name", "columns")
@@ -194,6 +196,40 @@ def select_specs(
             override["paginator"] = {"type": override["paginator"]}
         result.append((dataclasses.replace(spec, **override), error_handler))
     return result
+
+
+def window_plans(
+    names: Sequence[str] | None, overrides: Mapping[str, Any] | None, concurrency: int
+) -> dict[str, WindowPlan]:
+    """Which selected resources are read in concurrent time windows, and how.
+
+    A resource qualifies when its pages are cursor-paged (offset and page-number endpoints
+    fetch pages ahead instead) and its API filters on the updated timestamp both ways.
+
+    Args:
+        names: Resources to load, or None for all.
+        overrides: Per-endpoint overrides from `endpoints`.
+        concurrency: Walks (requests in flight) at once per resource; 1 turns windows off.
+
+    Returns:
+        Window plans by resource name.
+
+    Raises:
+        ConfigError: When `concurrency` is not a positive integer.
+    """
+    _check_int(concurrency, "concurrency", 1, MAX_CONCURRENCY)
+    plans = {}
+    for spec, _ in select_specs(names, overrides):
+        paginator = spec.paginator
+        kind = paginator.get("type") if isinstance(paginator, Mapping) else None
+        if kind == "cursor" and spec.updated_since_param and spec.updated_before_param:
+            plans[spec.name] = WindowPlan(
+                cursor_field=spec.cursor_field,
+                since_param=spec.updated_since_param,
+                before_param=spec.updated_before_param,
+                concurrency=concurrency,
+            )
+    return plans
 
 
 def catalogue_config(

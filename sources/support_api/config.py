@@ -31,6 +31,7 @@ from .auth import OAuth2ClientCredentialsAuth, OAuth2RefreshTokenAuth
 from .errors import ConfigError
 from .http_policy import RetryPolicy
 from .paginators import PAGINATOR_TYPES
+from .windows import WindowPlan
 
 TOP_LEVEL_KEYS = frozenset({"client", "resources", "resource_defaults"})
 OAUTH2_KEYS_REQUIRED = ("client_id", "client_secret", "token_url")
@@ -67,6 +68,8 @@ class NormalizedConfig:
             format (jsonl, else parquet) when the active pipeline's destination would
             otherwise insert row by row; None leaves it to `pipeline.run(loader_file_format=)`.
         parallelized: Extract resources that set no `parallelized` in parallel threads.
+        windows: Resources read in concurrent time windows of their updated timestamp (the
+            catalogue's cursor-paged endpoints that filter on it), by name.
     """
 
     client: dict[str, Any]
@@ -77,6 +80,7 @@ class NormalizedConfig:
     client_paginator: Mapping[str, Any] | BasePaginator | None = None
     file_format: str | None = "auto"
     parallelized: bool = True
+    windows: dict[str, WindowPlan] = field(default_factory=dict)
 
 
 def mask(value: Any) -> str:

@@ -7,6 +7,8 @@ policy and an error hook that names the resource and the redacted URL.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import dlt
@@ -14,9 +16,16 @@ from dlt.common import jsonpath
 from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 from dlt.extract import DltResource
-from dlt.sources.helpers.rest_client.paginators import SinglePagePaginator
+from dlt.extract.incremental import Incremental
+from dlt.sources.helpers.rest_client.client import RESTClient
+from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
-from dlt.sources.rest_api.config_setup import build_resource_dependency_graph
+from dlt.sources.rest_api.config_setup import (
+    build_resource_dependency_graph,
+    create_auth,
+    create_response_hooks,
+    setup_incremental_object,
+)
 
 from .config import NormalizedConfig, copy_structure, make_paginator
 from .http_policy import (
@@ -28,6 +37,7 @@ from .http_policy import (
     redact_query_secrets_in_logs,
 )
 from .paginators import PagePrefetch
+from .windows import WindowPlan, walk_in_windows
 
 
 def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -> list[DltResource]:
@@ -76,13 +86,90 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         batch_graph, endpoint_map, param_map = build_resource_dependency_graph(
             copy_structure(defaults), batch
         )
-        created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
-        built[name] = created[name]
+        plan = config.windows.get(name)
+        if plan is not None and plan.concurrency > 1 and not parent_names:
+            built[name] = _windowed_resource(
+                cast("dict[str, Any]", endpoint_map[name]),
+                client,
+                plan,
+                functools.partial(make_paginator, config.paginators.get(name)),
+            )
+        else:
+            created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
+            built[name] = created[name]
         if parallel:
             built[name].parallelize()
         if auto_format and "file_format" not in entry:
             built[name].add_step(_BulkFormatOnFirstPage())
     return [built[name] for name in by_name]
+
+
+def _windowed_resource(
+    resource: dict[str, Any],
+    client_config: dict[str, Any],
+    plan: WindowPlan,
+    new_paginator: Callable[[], BasePaginator | None],
+) -> DltResource:
+    """Builds a resource read in concurrent time windows (`windows.walk_in_windows`).
+
+    The same as dlt's rest_api builds it (hints, incremental, response hooks, processing
+    steps), except for the generator.
+    """
+    resource = dict(resource)
+    endpoint = resource.pop("endpoint")
+    steps = resource.pop("processing_steps", [])
+    params = dict(endpoint.get("params") or {})
+    incremental_object, incremental_param, transform = setup_incremental_object(
+        params, endpoint.get("incremental")
+    )
+    client = RESTClient(
+        base_url=client_config["base_url"],
+        headers=client_config.get("headers"),
+        auth=create_auth(endpoint.get("auth", client_config.get("auth"))),
+        session=client_config["session"],
+    )
+    hooks = create_response_hooks(endpoint.get("response_actions"))
+    path = endpoint["path"]
+    selector = endpoint.get("data_selector")
+
+    def fetch(window_params: dict[str, Any]) -> Iterator[tuple[list[Any], bool]]:
+        for page in client.paginate(
+            path=path,
+            params=window_params,
+            paginator=new_paginator(),
+            data_selector=selector,
+            hooks=hooks,
+        ):
+            yield page, page.paginator.has_next_page
+
+    def windowed_pages(
+        incremental_object: Incremental[Any] | None = incremental_object,
+    ) -> Iterator[list[Any]]:
+        request_params = dict(params)
+        if incremental_object is not None and incremental_param is not None:
+            if incremental_param.start:
+                request_params[incremental_param.start] = _converted(
+                    incremental_object.last_value, transform
+                )
+            if incremental_param.end and incremental_object.end_value is not None:
+                request_params[incremental_param.end] = _converted(
+                    incremental_object.end_value, transform
+                )
+        yield from walk_in_windows(fetch, plan, request_params)
+
+    built: DltResource = dlt.resource(windowed_pages, **resource)()
+    for step in steps:
+        if "filter" in step:
+            built.add_filter(step["filter"])
+        if "map" in step:
+            built.add_map(step["map"])
+        if "yield_map" in step:
+            built.add_yield_map(step["yield_map"])
+    return built
+
+
+def _converted(value: Any, transform: Callable[[Any], Any] | None) -> Any:
+    return transform(value) if transform is not None else value
 
 
 def fast_file_format() -> str | None:

@@ -22,6 +22,12 @@ DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 10_000
 """Largest page size accepted in config: beyond this a typo is more likely than intent."""
 
+DEFAULT_CONCURRENCY: Final = 8
+"""Requests in flight at once per cursor-paged resource, each walking a time window."""
+
+MAX_CONCURRENCY: Final = 64
+"""Largest `concurrency` accepted in config."""
+
 DEFAULT_LOOKBACK_SECONDS: Final = 0
 """Seconds subtracted from the last seen cursor before it is sent as `updated_since`."""
 

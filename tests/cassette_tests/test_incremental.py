@@ -17,7 +17,9 @@ PAGE = 25
 
 def query_key_source(api, **kwargs):
     credentials = APIKeyAuth(name="api_key", api_key=api.secrets.api_key, location="query")
-    return support_api(base_url=api.url, credentials=credentials, page_size=PAGE, **kwargs)
+    return support_api(
+        base_url=api.url, credentials=credentials, page_size=PAGE, concurrency=1, **kwargs
+    )
 
 
 def test_second_run_asks_from_the_last_cursor_and_loads_only_changed_rows(
@@ -63,7 +65,11 @@ def test_header_credentials_load_every_page(sandbox_api, vcr, tmp_path, auth):
     pipeline = make_pipeline(tmp_path)
     pipeline.run(
         support_api(
-            base_url=api.url, credentials=credentials, page_size=PAGE, resources=["organizations"]
+            base_url=api.url,
+            credentials=credentials,
+            page_size=PAGE,
+            resources=["organizations"],
+            concurrency=1,
         )
     )
 

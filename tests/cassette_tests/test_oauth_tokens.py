@@ -158,9 +158,13 @@ def test_rotated_refresh_token_is_stored_and_used_by_the_next_run(sandbox_api, v
             return api.current_refresh_token()
         return exchanges(vcr, TOKEN_PATH)[run].body["refresh_token"]
 
-    pipeline.run(support_api(base_url=api.url, credentials=auth, resources=["agents"]))
+    pipeline.run(
+        support_api(base_url=api.url, credentials=auth, resources=["agents"], concurrency=1)
+    )
     assert store.load() == issued_refresh_token(0)
-    pipeline.run(support_api(base_url=api.url, credentials=auth, resources=["agents"]))
+    pipeline.run(
+        support_api(base_url=api.url, credentials=auth, resources=["agents"], concurrency=1)
+    )
     assert store.load() == issued_refresh_token(1)
 
     first, second = exchanges(vcr, TOKEN_PATH)
@@ -183,7 +187,9 @@ def test_token_endpoint_503_and_429_are_retried_with_backoff_and_retry_after(
         client_auth="basic",
     )
     pipeline = make_pipeline(tmp_path)
-    pipeline.run(support_api(base_url=api.url, credentials=credentials, resources=["agents"]))
+    pipeline.run(
+        support_api(base_url=api.url, credentials=credentials, resources=["agents"], concurrency=1)
+    )
 
     assert retry_sleeps == [2, 5]
     assert calls(vcr) == [

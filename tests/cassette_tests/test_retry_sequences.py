@@ -28,7 +28,9 @@ def desk(sandbox_api):
 
 def desk_source(api, **kwargs):
     credentials = APIKeyAuth(name="X-API-Key", api_key=api.secrets.api_key, location="header")
-    return support_api(base_url=api.url, credentials=credentials, page_size=25, **kwargs)
+    return support_api(
+        base_url=api.url, credentials=credentials, page_size=25, concurrency=1, **kwargs
+    )
 
 
 def statuses(cassette, path):

@@ -1,0 +1,268 @@
+"""Reads a cursor-paged endpoint in concurrent time windows of its updated timestamp.
+
+A cursor paginator can only fetch one page after another: each page names the next. When the
+endpoint also filters on the updated timestamp (`updated_since` inclusive, `updated_before`
+exclusive), the range can be cut into windows that are walked at the same time, each with its
+own cursor. Nothing about the data's spread over time is known in advance, so the windows are
+made as the walk goes (work stealing):
+
+1. One walk starts over the whole range, with exactly the request a plain run would send. When
+   its first page is the last one (an incremental run with little new), that was the only
+   request.
+2. Otherwise, while fewer walks run than allowed, the walk with the most time left is split:
+   it stops at the midpoint between the last timestamp it has seen and its upper bound, and a
+   new walk takes the rest. Empty windows end after one request; busy ones are split again.
+
+Rows are never lost or repeated: a walk keeps only rows below its current upper bound, and the
+split point is always later than every row the walk has already handed over (the bound and
+the filter change under one lock). A walk stops early only while its pages came in timestamp
+order; if an API ever returns rows out of order, that walk reads its window to the end and no
+walk is split again.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from dlt.common.time import ensure_pendulum_datetime
+
+FetchPages = Callable[[dict[str, Any]], Iterator[tuple[list[Any], bool]]]
+"""Walks one window: given the request params, yields `(records, more pages follow)`."""
+
+MIN_SPLIT_SECONDS: Final = 2
+"""A walk with less time than this left is not split (bounds are whole seconds)."""
+
+_PUT_TIMEOUT_S: Final = 0.1
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How an endpoint is read in windows.
+
+    Attributes:
+        cursor_field: Top-level field holding each record's updated timestamp.
+        since_param: Query parameter of the inclusive lower bound.
+        before_param: Query parameter of the exclusive upper bound.
+        concurrency: Walks running at once; 1 reads the endpoint in one walk.
+    """
+
+    cursor_field: str
+    since_param: str
+    before_param: str
+    concurrency: int
+
+
+def parse_cursor(value: Any) -> datetime | None:
+    """A record's cursor value as an aware datetime; None when it is not a timestamp.
+
+    Args:
+        value: ISO-8601 text, epoch seconds or a datetime.
+
+    Returns:
+        The timestamp (naive values are taken as UTC), or None.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            try:
+                parsed = ensure_pendulum_datetime(value)
+            except (ValueError, TypeError):
+                return None
+    elif isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    else:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def format_bound(bound: datetime, sample: Any) -> Any:
+    """Writes a window bound the way the API writes its cursor values.
+
+    Args:
+        bound: A whole-second timestamp.
+        sample: A cursor value from the API (decides the format).
+
+    Returns:
+        Epoch seconds for numeric cursors, else ISO-8601 in UTC (`Z` when the API uses it).
+    """
+    utc = bound.astimezone(UTC)
+    if isinstance(sample, int | float) and not isinstance(sample, bool):
+        return int(utc.timestamp())
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    return text + ("+00:00" if isinstance(sample, str) and sample.endswith("+00:00") else "Z")
+
+
+@dataclass
+class _Walk:
+    """One window being read. Mutable fields change under the walker's lock."""
+
+    params: dict[str, Any]
+    hi: datetime | None
+    progress: datetime | None = None
+    ordered: bool = True
+    has_more: bool = True
+    pages: int = 0
+    done: bool = False
+
+
+@dataclass
+class _Walker:
+    """Runs the walks of one endpoint and hands their pages to the caller's thread."""
+
+    fetch: FetchPages
+    plan: WindowPlan
+    now: datetime
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+    events: queue.Queue[tuple[str, Any]] = field(init=False)
+    walks: list[_Walk] = field(default_factory=list)
+    splittable: bool = True
+    sample: Any = None
+
+    def __post_init__(self) -> None:
+        self.events = queue.Queue(maxsize=2 * self.plan.concurrency)
+
+    def _put(self, event: tuple[str, Any]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.events.put(event, timeout=_PUT_TIMEOUT_S)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def run(self, walk: _Walk) -> None:
+        """Reads one window to its end (or its current upper bound), in a pool thread."""
+        try:
+            # the paginator writes its cursor into the params it is given: pass a copy
+            for records, more in self.fetch(dict(walk.params)):
+                if self.stop.is_set():
+                    return
+                kept, finished = self._accept(walk, records, more)
+                if (kept or not finished) and not self._put(("page", kept)):
+                    return
+                if finished:
+                    break
+        except BaseException as ex:  # noqa: BLE001 - handed to the caller's thread and raised there
+            self._put(("error", ex))
+            return
+        self._put(("done", None))
+
+    def _accept(self, walk: _Walk, records: list[Any], more: bool) -> tuple[list[Any], bool]:
+        """Keeps the rows of a page below the walk's bound; says whether the walk is over."""
+        field_name = self.plan.cursor_field
+        with self.lock:
+            hi = walk.hi
+            kept = []
+            previous = walk.progress
+            for record in records:
+                raw = record.get(field_name) if isinstance(record, dict) else None
+                cursor = parse_cursor(raw)
+                if cursor is None:
+                    # no timestamp to window on: keep it here and stop splitting
+                    self.splittable = False
+                    walk.ordered = False
+                    kept.append(record)
+                    continue
+                if self.sample is None:
+                    self.sample = raw
+                if previous is not None and cursor < previous:
+                    walk.ordered = False
+                    self.splittable = False
+                previous = cursor if previous is None else max(previous, cursor)
+                if hi is None or cursor < hi:
+                    kept.append(record)
+            walk.progress = previous
+            walk.pages += 1
+            walk.has_more = more
+            past_bound = hi is not None and previous is not None and previous >= hi
+            finished = not more or (walk.ordered and past_bound)
+            walk.done = finished
+        return kept, finished
+
+    def split(self) -> _Walk | None:
+        """Cuts the running walk with the most time left in two; returns the new walk."""
+        with self.lock:
+            if not self.splittable or self.sample is None:
+                return None
+            best: tuple[float, _Walk, datetime] | None = None
+            for walk in self.walks:
+                progress = walk.progress
+                if walk.done or not walk.has_more or not walk.ordered or progress is None:
+                    continue
+                left = ((walk.hi or self.now) - progress).total_seconds()
+                if left >= MIN_SPLIT_SECONDS and (best is None or left > best[0]):
+                    best = (left, walk, progress)
+            if best is None:
+                return None
+            left, walk, progress = best
+            start = progress + timedelta(seconds=left / 2)
+            mid = datetime.fromtimestamp(math.ceil(start.timestamp()), UTC)
+            if not progress < mid < (walk.hi or self.now):
+                return None
+            params = dict(walk.params)
+            params[self.plan.since_param] = format_bound(mid, self.sample)
+            if walk.hi is not None:
+                params[self.plan.before_param] = format_bound(walk.hi, self.sample)
+            new = _Walk(params=params, hi=walk.hi)
+            walk.hi = mid
+            self.walks.append(new)
+            return new
+
+
+def walk_in_windows(
+    fetch: FetchPages,
+    plan: WindowPlan,
+    params: Mapping[str, Any],
+    now: datetime | None = None,
+) -> Generator[list[Any], None, None]:
+    """Yields every record of the range in `params`, in pages, read in concurrent windows.
+
+    Pages come in the order they arrive, not in timestamp order.
+
+    Args:
+        fetch: Walks one window given its request params.
+        plan: Cursor field, bound parameters and how many walks may run at once.
+        params: Params of the first request, bounds included (as the incremental set them).
+        now: Upper bound assumed for the open-ended window when splitting; the current time
+            when None. Rows later than it are still read (the last window is open).
+
+    Yields:
+        Lists of records; a page may be cut where a window ends.
+
+    Raises:
+        BaseException: Whatever a walk raised; the other walks are stopped first.
+    """
+    end = parse_cursor(params.get(plan.before_param)) if plan.before_param in params else None
+    walker = _Walker(fetch=fetch, plan=plan, now=now or datetime.now(UTC))
+    first = _Walk(params=dict(params), hi=end)
+    walker.walks.append(first)
+    running = 1
+    with ThreadPoolExecutor(
+        max_workers=max(plan.concurrency, 1), thread_name_prefix="support_api_window"
+    ) as pool:
+        pool.submit(walker.run, first)
+        try:
+            while running:
+                kind, payload = walker.events.get()
+                if kind == "error":
+                    raise payload
+                if kind == "done":
+                    running -= 1
+                elif payload:
+                    yield payload
+                while running < plan.concurrency and (new := walker.split()) is not None:
+                    running += 1
+                    pool.submit(walker.run, new)
+        finally:
+            walker.stop.set()

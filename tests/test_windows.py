@@ -1,0 +1,233 @@
+"""Time-window walks of cursor-paged endpoints: every row once, whatever the spread over time."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth
+
+from sources.support_api import support_api
+from sources.support_api.windows import (
+    WindowPlan,
+    format_bound,
+    parse_cursor,
+    walk_in_windows,
+)
+from tests.helpers import make_pipeline, table_ids
+
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+PAGE = 10
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeApi:
+    """A cursor-paged API over an in-memory table, filtering `updated_since`/`updated_before`.
+
+    Rows come ordered by `(updated_at, id)` unless `shuffled`; the cursor is the row offset in
+    the filtered view, so a walk sees the rows as they were when it started.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], *, shuffled: bool = False) -> None:
+        self.rows = sorted(rows, key=lambda r: (r["updated_at"], r["id"]))
+        if shuffled:
+            random.Random(7).shuffle(self.rows)  # noqa: S311 - reproducible order, not security
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.delay = 0.0
+
+    def view(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        since = parse_cursor(params.get("updated_since"))
+        before = parse_cursor(params.get("updated_before"))
+        kept = []
+        for row in self.rows:
+            moment = parse_cursor(row["updated_at"])
+            if moment is None or (
+                (since is None or moment >= since) and (before is None or moment < before)
+            ):
+                kept.append(row)
+        return kept
+
+    def fetch(self, params: dict[str, Any]) -> Iterator[tuple[list[Any], bool]]:
+        view = self.view(params)
+        offset = 0
+        while True:
+            with self.lock:
+                self.requests.append(dict(params, offset=offset))
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            time.sleep(self.delay)
+            with self.lock:
+                self.in_flight -= 1
+            page = [dict(r) for r in view[offset : offset + PAGE]]
+            offset += PAGE
+            more = offset < len(view)
+            yield page, more
+            if not more:
+                return
+
+
+def rows_at(moments: list[datetime]) -> list[dict[str, Any]]:
+    return [{"id": i + 1, "updated_at": iso(m)} for i, m in enumerate(moments)]
+
+
+def plan(concurrency: int = 4) -> WindowPlan:
+    return WindowPlan("updated_at", "updated_since", "updated_before", concurrency)
+
+
+def read_all(api: FakeApi, params: dict[str, Any], concurrency: int = 4) -> list[int]:
+    pages = walk_in_windows(api.fetch, plan(concurrency), params, now=NOW)
+    return [row["id"] for page in pages for row in page]
+
+
+def spreads() -> dict[str, list[datetime]]:
+    rng = random.Random(3)  # noqa: S311 - reproducible spreads, not security
+    return {
+        "uniform": [EPOCH + timedelta(seconds=rng.randrange(4 * 86400)) for _ in range(400)],
+        "recent_burst": [NOW - timedelta(seconds=rng.randrange(600)) for _ in range(400)],
+        "one_second": [EPOCH] * 120,
+        "two_clusters": [EPOCH + timedelta(seconds=rng.randrange(60)) for _ in range(200)]
+        + [EPOCH + timedelta(days=400, seconds=rng.randrange(60)) for _ in range(200)],
+        "in_the_future": [NOW + timedelta(days=1, seconds=i) for i in range(150)],
+    }
+
+
+@pytest.mark.parametrize("spread", list(spreads()))
+@pytest.mark.parametrize("concurrency", [2, 8])
+def test_every_row_is_read_exactly_once(spread, concurrency):
+    rows = rows_at(spreads()[spread])
+    api = FakeApi(rows)
+    ids = read_all(api, {"updated_since": "2000-01-01T00:00:00Z", "limit": PAGE}, concurrency)
+    assert sorted(ids) == [r["id"] for r in sorted(rows, key=lambda r: r["id"])]
+
+
+def test_windows_run_at_once_and_split_where_the_rows_are():
+    rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(600)])
+    api = FakeApi(rows)
+    api.delay = 0.01
+    ids = read_all(api, {"updated_since": "2000-01-01T00:00:00Z"}, concurrency=4)
+    assert sorted(ids) == list(range(1, 601))
+    assert api.most_in_flight == 4
+    starts = {r.get("updated_since") for r in api.requests}
+    assert len(starts) > 4
+    # a walk costs at most one page more than a single walk would (where a window was cut)
+    walks = len({(r.get("updated_since"), r.get("updated_before")) for r in api.requests})
+    assert len(api.requests) <= 600 // PAGE + 2 * walks
+
+
+def test_a_range_that_fits_one_page_is_one_request():
+    api = FakeApi(rows_at([EPOCH + timedelta(seconds=i) for i in range(PAGE - 1)]))
+    params = {"updated_since": "2024-01-01T00:00:00Z", "limit": PAGE}
+    assert sorted(read_all(api, params)) == list(range(1, PAGE))
+    assert api.requests == [dict(params, offset=0)]
+
+
+def test_the_first_request_is_the_one_a_single_walk_sends():
+    api = FakeApi(rows_at([EPOCH + timedelta(seconds=i) for i in range(50)]))
+    params = {"updated_since": "2024-01-01T00:00:00Z", "limit": PAGE}
+    read_all(api, params)
+    assert api.requests[0] == dict(params, offset=0)
+
+
+def test_an_end_bound_is_kept_by_every_window():
+    rows = rows_at([EPOCH + timedelta(seconds=i * 10) for i in range(300)])
+    api = FakeApi(rows)
+    end = EPOCH + timedelta(seconds=2000)
+    params = {"updated_since": iso(EPOCH), "updated_before": iso(end)}
+    ids = read_all(api, params)
+    assert sorted(ids) == list(range(1, 201))
+    assert all(r["updated_before"] <= iso(end) for r in api.requests)
+
+
+def test_rows_out_of_order_are_still_read_once_and_stop_the_splitting():
+    rows = rows_at([EPOCH + timedelta(seconds=i * 30) for i in range(300)])
+    api = FakeApi(rows, shuffled=True)
+    ids = read_all(api, {"updated_since": iso(EPOCH)}, concurrency=4)
+    assert sorted(ids) == list(range(1, 301))
+    # nothing was split once the first page showed the disorder
+    assert {r.get("updated_since") for r in api.requests} == {iso(EPOCH)}
+
+
+def test_records_without_a_timestamp_are_kept_and_stop_the_splitting():
+    rows = rows_at([EPOCH + timedelta(seconds=i) for i in range(40)])
+    rows[3]["updated_at"] = "not a time"
+    api = FakeApi([r for r in rows if r["id"] != 4])
+    api.rows.insert(0, rows[3])
+    ids = read_all(api, {"updated_since": iso(EPOCH)})
+    assert sorted(ids) == list(range(1, 41))
+    assert len(api.requests) == 4
+
+
+def test_an_error_in_one_window_is_raised_and_stops_the_others():
+    rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(400)])
+    api = FakeApi(rows)
+    calls = 0
+
+    def failing(params: dict[str, Any]) -> Iterator[tuple[list[Any], bool]]:
+        nonlocal calls
+        for number, page in enumerate(api.fetch(params)):
+            calls += 1
+            if number == 2 and params.get("updated_since") != iso(EPOCH):
+                raise RuntimeError("boom in a window")
+            yield page
+
+    with pytest.raises(RuntimeError, match="boom in a window"):
+        list(walk_in_windows(failing, plan(4), {"updated_since": iso(EPOCH)}, now=NOW))
+    assert len(api.requests) < 40
+    assert threading.active_count() < 10
+
+
+def test_closing_the_generator_early_stops_every_walk():
+    rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(2000)])
+    api = FakeApi(rows)
+    api.delay = 0.005
+    pages = walk_in_windows(api.fetch, plan(4), {"updated_since": iso(EPOCH)}, now=NOW)
+    next(pages)
+    next(pages)
+    pages.close()
+    count = len(api.requests)
+    time.sleep(0.1)
+    assert len(api.requests) == count
+    assert count < 2000 // PAGE
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        ("2024-01-01T00:00:00Z", "2024-01-02T03:04:05Z"),
+        ("2024-01-01T00:00:00+00:00", "2024-01-02T03:04:05+00:00"),
+        (1704067200, 1704164645),
+    ],
+)
+def test_bounds_are_written_like_the_api_writes_its_cursor(sample, expected):
+    bound = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert format_bound(bound, sample) == expected
+    assert parse_cursor(expected) == bound
+
+
+def test_the_source_reads_the_sandbox_in_windows_with_latency(sandbox_factory, tmp_path):
+    server = sandbox_factory(seed=4, size=3000, shape="desk", latency_ms=5.0)
+    credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(support_api(base_url=server.url, credentials=credentials, resources=["tickets"]))
+    assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
+    windows = {r.query.get("updated_since") for r in server.requests(path="/v1/tickets")}
+    assert len(windows) > 1
+    requests = server.count(path="/v1/tickets")
+    assert requests <= 3000 // 100 + 2 * len(windows)
+
+    server.mutate(updates=20, creates=5)
+    pipeline.run(support_api(base_url=server.url, credentials=credentials, resources=["tickets"]))
+    assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
+    assert server.count(path="/v1/tickets") == requests + 1
