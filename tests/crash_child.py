@@ -41,6 +41,7 @@ import dlt.destinations.job_client_impl
 import dlt.extract.extract
 import dlt.extract.extractors
 import dlt.load.load
+import dlt.normalize.items_normalizers.arrow
 import dlt.normalize.items_normalizers.jsonl
 import dlt.normalize.normalize
 from dlt.common.storages import load_package, load_storage
@@ -60,10 +61,11 @@ KILL_POINTS: dict[str, tuple[str, str, str, Callable[..., bool] | None]] = {
     "extract.committed": ("dlt.extract.extract", "Extract.commit_packages", "after", None),
     # normalize: about to normalize an extracted package
     "normalize.start": ("dlt.normalize.normalize", "Normalize.spool_schema_files", "before", None),
-    # normalize: some of the extracted files normalized and written, others not
+    # normalize: some of the extracted files normalized and written, others not (the tables
+    # arrive as arrow batches, so their files go through dlt's arrow normalizer)
     "normalize.file": (
-        "dlt.normalize.items_normalizers.jsonl",
-        "JsonLItemsNormalizer.__call__",
+        "dlt.normalize.items_normalizers.arrow",
+        "ArrowItemsNormalizer.__call__",
         "after",
         None,
     ),
@@ -127,6 +129,7 @@ _IMPORTED = (
     dlt.extract.extract,
     dlt.extract.extractors,
     dlt.load.load,
+    dlt.normalize.items_normalizers.arrow,
     dlt.normalize.items_normalizers.jsonl,
     dlt.normalize.normalize,
     http_policy,

@@ -10,7 +10,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
-from sources.support_api import HTTPStatusError, http_policy, support_api
+from sources.support_api import HTTPStatusError, http_policy, support_api, support_api_from_config
 from sources.support_api.settings import CATALOGUE
 from tests.helpers import find_cause, loaded_counts, make_pipeline, table_ids, table_rows
 from tests.sandbox import Fault
@@ -236,14 +236,48 @@ def loaded_file_formats(pipeline) -> set[str]:
 
 
 def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
+    # catalogue resources arrive as arrow tables: parquet
+    catalogue = make_pipeline(tmp_path, "catalogue")
+    catalogue.run(desk_source(desk, resources=["brands"]))
+    assert loaded_file_formats(catalogue) == {"parquet"}
+
+    # rows (a seed-style config) go as jsonl instead of row-by-row inserts
+    config = {
+        "client": {
+            "base_url": desk.url,
+            "auth": {
+                "type": "api_key",
+                "name": "api_key",
+                "api_key": desk.secrets.api_key,
+                "location": "query",
+            },
+        },
+        "resources": [
+            {
+                "name": "brands",
+                "primary_key": "id",
+                "write_disposition": "merge",
+                "endpoint": {
+                    "path": "/v1/brands",
+                    "data_selector": "data",
+                    "paginator": {
+                        "type": "cursor",
+                        "cursor_path": "next_cursor",
+                        "cursor_param": "cursor",
+                    },
+                },
+            }
+        ],
+    }
     pipeline = make_pipeline(tmp_path)
-    pipeline.run(desk_source(desk, resources=["brands"]))
+    pipeline.run(support_api_from_config(config))
     assert loaded_file_formats(pipeline) == {"jsonl"}
 
     other = make_pipeline(tmp_path, "insert_values_pipeline")
-    other.run(desk_source(desk, resources=["brands"], file_format=None))
+    other.run(support_api_from_config(config, file_format=None))
     assert loaded_file_formats(other) == {"insert_values"}
     assert table_ids(other, "brands") == table_ids(pipeline, "brands")
+    assert table_ids(catalogue, "brands") == table_ids(pipeline, "brands")
 
 
 @pytest.mark.parametrize("grant", ["refresh_token", "client_credentials"])

@@ -112,7 +112,7 @@ def support_api(
     normalized = normalize_config(config, default_policy=policy)
     normalized.file_format = file_format
     normalized.parallelized = parallelized
-    normalized.windows = window_plans(resources, endpoints, concurrency)
+    normalized.windows = window_plans(resources, endpoints, concurrency, allow_external_schedulers)
     return build_resources(normalized)
 
 

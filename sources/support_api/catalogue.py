@@ -16,6 +16,7 @@ import pendulum
 from dlt.common.time import ensure_pendulum_datetime
 from requests.auth import AuthBase
 
+from .arrow_pages import ArrowTable, mark_in_table
 from .config import validate_paginator
 from .errors import ConfigError
 from .http_policy import RetryPolicy
@@ -61,10 +62,12 @@ class MarkDeleted:
         return f"MarkDeleted({self.field!r} == {self.value!r})"
 
     def __call__(self, item: Any) -> Any:
-        """Adds `DELETED_COLUMN` to a record (other items pass through)."""
+        """Adds `DELETED_COLUMN` to a record or an arrow table (other items pass through)."""
         if isinstance(item, dict):
             marker = item.get(self.field)
             item[DELETED_COLUMN] = marker is not None and str(marker) == self.value
+        elif isinstance(item, ArrowTable):
+            return mark_in_table(item, self.field, self.value, DELETED_COLUMN, self)
         return item
 
 
@@ -199,7 +202,10 @@ def select_specs(
 
 
 def window_plans(
-    names: Sequence[str] | None, overrides: Mapping[str, Any] | None, concurrency: int
+    names: Sequence[str] | None,
+    overrides: Mapping[str, Any] | None,
+    concurrency: int,
+    allow_external_schedulers: bool = False,
 ) -> dict[str, WindowPlan]:
     """Which selected resources are read in concurrent time windows, and how.
 
@@ -210,6 +216,8 @@ def window_plans(
         names: Resources to load, or None for all.
         overrides: Per-endpoint overrides from `endpoints`.
         concurrency: Walks (requests in flight) at once per resource; 1 turns windows off.
+        allow_external_schedulers: Cursors are parsed into datetimes row by row in this mode,
+            so batches stay records instead of becoming arrow tables.
 
     Returns:
         Window plans by resource name.
@@ -228,6 +236,7 @@ def window_plans(
                 since_param=spec.updated_since_param,
                 before_param=spec.updated_before_param,
                 concurrency=concurrency,
+                arrow=not allow_external_schedulers,
             )
     return plans
 

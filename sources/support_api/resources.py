@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import dlt
 from dlt.common import jsonpath
 from dlt.common.configuration.container import Container
+from dlt.common.destination.capabilities import DestinationCapabilitiesContext
+from dlt.common.exceptions import DltException
 from dlt.common.pipeline import PipelineContext
+from dlt.common.schema import Schema
 from dlt.extract import DltResource
 from dlt.extract.incremental import Incremental
+from dlt.extract.items_transform import MapItem
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
@@ -27,6 +31,7 @@ from dlt.sources.rest_api.config_setup import (
     setup_incremental_object,
 )
 
+from .arrow_pages import ArrowBatches, ArrowTable
 from .config import NormalizedConfig, copy_structure, make_paginator
 from .http_policy import (
     BodyRules,
@@ -87,7 +92,7 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
             copy_structure(defaults), batch
         )
         plan = config.windows.get(name)
-        if plan is not None and plan.concurrency > 1 and not parent_names:
+        if plan is not None and not parent_names:
             built[name] = _windowed_resource(
                 cast("dict[str, Any]", endpoint_map[name]),
                 client,
@@ -142,9 +147,16 @@ def _windowed_resource(
         ):
             yield page, page.paginator.has_next_page
 
+    batches = ArrowBatches(
+        table=resource["name"],
+        cursor_field=plan.cursor_field,
+        hints=resource.get("columns") or {},
+        schema=_current_schema,
+    )
+
     def windowed_pages(
         incremental_object: Incremental[Any] | None = incremental_object,
-    ) -> Iterator[list[Any]]:
+    ) -> Iterator[Any]:
         request_params = dict(params)
         if incremental_object is not None and incremental_param is not None:
             if incremental_param.start:
@@ -155,9 +167,17 @@ def _windowed_resource(
                 request_params[incremental_param.end] = _converted(
                     incremental_object.end_value, transform
                 )
-        yield from walk_in_windows(fetch, plan, request_params)
+        if plan.concurrency > 1:
+            pages: Iterator[list[Any]] = walk_in_windows(fetch, plan, request_params)
+        else:
+            pages = (page for page, _ in fetch(request_params))
+        if plan.arrow and loads_parquet():
+            yield from batches.batches(pages)
+        else:
+            yield from pages
 
     built: DltResource = dlt.resource(windowed_pages, **resource)()
+    built.add_step(_AfterIncremental(batches.finish_batch))
     for step in steps:
         if "filter" in step:
             built.add_filter(step["filter"])
@@ -168,8 +188,47 @@ def _windowed_resource(
     return built
 
 
+class _AfterIncremental(MapItem):
+    """A map step placed after dlt's incremental step, wherever dlt puts that one.
+
+    dlt appends the incremental step when it binds a resource, behind steps added before;
+    `placement_affinity` above the incremental's (1) keeps this one behind it (dlt's own
+    `add_limit` step uses 1.1). The incremental then compares the cursor as text, as on the
+    row path, before this step types it.
+    """
+
+    placement_affinity: ClassVar[float] = 1.05
+
+
 def _converted(value: Any, transform: Callable[[Any], Any] | None) -> Any:
     return transform(value) if transform is not None else value
+
+
+def _current_schema() -> Schema | None:
+    try:
+        return dlt.current.source_schema()
+    except DltException:
+        return None
+
+
+def _destination_capabilities() -> DestinationCapabilitiesContext | None:
+    """Capabilities of the active pipeline's destination; None without one."""
+    context = Container()[PipelineContext]
+    if not context.is_active():
+        return None
+    destination = getattr(context.pipeline(), "destination", None)
+    if destination is None:
+        return None
+    capabilities: DestinationCapabilitiesContext = destination.capabilities()
+    return capabilities
+
+
+def loads_parquet() -> bool:
+    """Whether the active pipeline's destination loads parquet files (arrow tables go as is)."""
+    capabilities = _destination_capabilities()
+    return capabilities is not None and "parquet" in (
+        capabilities.supported_loader_file_formats or ()
+    )
 
 
 def fast_file_format() -> str | None:
@@ -183,14 +242,8 @@ def fast_file_format() -> str | None:
         `jsonl`, `parquet`, or None when there is no active pipeline with a destination or the
         destination's preferred format is already a bulk one.
     """
-    context = Container()[PipelineContext]
-    if not context.is_active():
-        return None
-    destination = getattr(context.pipeline(), "destination", None)
-    if destination is None:
-        return None
-    capabilities = destination.capabilities()
-    if capabilities.preferred_loader_file_format != "insert_values":
+    capabilities = _destination_capabilities()
+    if capabilities is None or capabilities.preferred_loader_file_format != "insert_values":
         return None
     supported = capabilities.supported_loader_file_formats or ()
     return next((fmt for fmt in ("jsonl", "parquet") if fmt in supported), None)
@@ -210,7 +263,9 @@ class _BulkFormatOnFirstPage:
         del meta
         if not self._done:
             self._done = True
-            if (file_format := fast_file_format()) is not None:
+            # arrow tables are written as parquet: keep them so where the destination takes it
+            arrow = isinstance(item, ArrowTable) and loads_parquet()
+            if (file_format := "parquet" if arrow else fast_file_format()) is not None:
                 # the pipeline extracts a copy of the resource: hint the one being extracted
                 dlt.current.resource().apply_hints(file_format=cast("Any", file_format))
         return item

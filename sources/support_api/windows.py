@@ -26,7 +26,6 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -51,12 +50,15 @@ class WindowPlan:
         since_param: Query parameter of the inclusive lower bound.
         before_param: Query parameter of the exclusive upper bound.
         concurrency: Walks running at once; 1 reads the endpoint in one walk.
+        arrow: Hand batches of pages to dlt as arrow tables where that is faithful
+            (`arrow_pages`), when the destination loads parquet.
     """
 
     cursor_field: str
     since_param: str
     before_param: str
     concurrency: int
+    arrow: bool = True
 
 
 def parse_cursor(value: Any) -> datetime | None:
@@ -248,21 +250,27 @@ def walk_in_windows(
     first = _Walk(params=dict(params), hi=end)
     walker.walks.append(first)
     running = 1
-    with ThreadPoolExecutor(
-        max_workers=max(plan.concurrency, 1), thread_name_prefix="support_api_window"
-    ) as pool:
-        pool.submit(walker.run, first)
-        try:
-            while running:
-                kind, payload = walker.events.get()
-                if kind == "error":
-                    raise payload
-                if kind == "done":
-                    running -= 1
-                elif payload:
-                    yield payload
-                while running < plan.concurrency and (new := walker.split()) is not None:
-                    running += 1
-                    pool.submit(walker.run, new)
-        finally:
-            walker.stop.set()
+    # daemon threads: a walk blocked on a consumer that went away never holds up the exit
+    threads = [_start(walker, first, 0)]
+    try:
+        while running:
+            kind, payload = walker.events.get()
+            if kind == "error":
+                raise payload
+            if kind == "done":
+                running -= 1
+            elif payload:
+                yield payload
+            while running < plan.concurrency and (new := walker.split()) is not None:
+                running += 1
+                threads.append(_start(walker, new, len(threads)))
+    finally:
+        walker.stop.set()
+
+
+def _start(walker: _Walker, walk: _Walk, number: int) -> threading.Thread:
+    thread = threading.Thread(
+        target=walker.run, args=(walk,), name=f"support_api_window_{number}", daemon=True
+    )
+    thread.start()
+    return thread

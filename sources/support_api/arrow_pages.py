@@ -1,0 +1,287 @@
+"""Pages of records as arrow tables, where that loads exactly what dlt's row path would.
+
+dlt normalizes dict rows one by one in Python; arrow tables it writes as parquet and loads
+without touching each row. A batch of pages becomes an arrow table only when every column has
+one type that dlt would give it on the row path:
+
+- the type comes from the column hints, else from the table in the pipeline schema, else from
+  the first value, detected as dlt detects it (`bool`, `bigint`, `double`, `text`, and ISO
+  timestamps as `timestamp`);
+- every value must be of that type (an int in a `double` column is widened, as dlt does);
+- `json` columns hold each value serialized as JSON text;
+- names must already be normalized (snake_case).
+
+Anything else (a nested object without a `json` hint, a value of another type that dlt would
+put in a variant column, a name dlt would rename) sends that batch down dlt's row path
+unchanged, so the result is the same either way, only slower.
+
+The cursor column stays text until dlt's incremental step has filtered the batch (state keeps
+comparing text, as on the row path); `finish_batch` then types it and adds `_dlt_load_id` and
+`_dlt_id`, the columns the row path adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final
+
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+from dlt.common import json
+from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCase
+from dlt.common.normalizers.utils import generate_dlt_ids
+from dlt.common.schema import Schema
+from dlt.common.schema.detections import is_iso_timestamp
+
+ArrowTable = pa.Table
+"""The arrow table type batches are handed over as."""
+
+BATCH_ROWS: Final = 5_000
+"""Rows per arrow table: large enough that dlt's per-item work is spread thin."""
+
+_COPY_ATTEMPTS: Final = 5
+_DEFAULT_NAMING: Final = SnakeCase()
+LOAD_ID_COLUMN: Final = "_dlt_load_id"
+ROW_ID_COLUMN: Final = "_dlt_id"
+_TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
+_ARROW_TYPES: Final[Mapping[str, pa.DataType]] = {
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "text": pa.string(),
+    "json": pa.string(),
+    "timestamp": _TIMESTAMP,
+}
+
+
+class NotFaithful(ValueError):  # noqa: N818 - a condition, not an error shown to users
+    """A batch that arrow would not load exactly as dlt's row path would."""
+
+
+def _infer(value: Any, detect_timestamps: bool) -> str | None:
+    """The data type dlt gives a first value; None for a type the arrow path does not take."""
+    kind = type(value)
+    if kind is bool:
+        return "bool"
+    if kind is int:
+        return "bigint"
+    if kind is float:
+        return "double"
+    if kind is str:
+        return "timestamp" if detect_timestamps and is_iso_timestamp(str, value) else "text"
+    return None
+
+
+def _column(values: list[Any], data_type: str, keep_text: bool) -> pa.Array:
+    """One column of the batch, or `NotFaithful`."""
+    present = [v for v in values if v is not None]
+    if data_type == "json":
+        # objects and lists only: the row path treats a scalar in a json column its own way
+        if not all(type(v) is dict or type(v) is list for v in present):
+            raise NotFaithful(data_type)
+        return pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
+    if data_type == "bigint":
+        ok = all(type(v) is int for v in present)
+    elif data_type == "double":
+        ok = all(type(v) is float or type(v) is int for v in present)
+    elif data_type == "bool":
+        ok = all(type(v) is bool for v in present)
+    elif data_type in ("text", "timestamp"):
+        ok = all(type(v) is str for v in present)
+    else:
+        ok = False
+    if not ok:
+        raise NotFaithful(data_type)
+    try:
+        if data_type == "timestamp":
+            text = pa.array(values, type=pa.string())
+            return text if keep_text else pc.cast(text, _TIMESTAMP)
+        return pa.array(values, type=_ARROW_TYPES[data_type])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as ex:
+        raise NotFaithful(data_type) from ex
+
+
+class ArrowBatches:
+    """Turns record batches of one table into arrow tables (or leaves them as records).
+
+    Attributes:
+        table: Table the batches load into.
+        cursor_field: Column kept as text until `finish_batch`.
+        hints: Column hints of the resource.
+        schema: Returns the pipeline schema being extracted into (None outside a pipeline).
+    """
+
+    def __init__(
+        self,
+        table: str,
+        cursor_field: str,
+        hints: Mapping[str, Mapping[str, Any]],
+        schema: Callable[[], Schema | None],
+    ) -> None:
+        """Remembers what decides each column's type.
+
+        Args:
+            table: Table the batches load into.
+            cursor_field: The incremental cursor column.
+            hints: The resource's column hints.
+            schema: The pipeline schema, read at every batch (it grows as batches are
+                extracted).
+        """
+        self.table = table
+        self.cursor_field = cursor_field
+        self.hints = hints
+        self.schema = schema
+
+    def _known(self, schema: Schema | None) -> Mapping[str, Mapping[str, Any]]:
+        """The table's columns in the schema, copied (another thread may be adding some)."""
+        if schema is None:
+            return {}
+        for _ in range(_COPY_ATTEMPTS):
+            try:
+                table = schema.tables.get(self.table)
+                return dict(table["columns"]) if table else {}
+            except RuntimeError:  # changed size during the copy
+                continue
+        raise NotFaithful("schema")
+
+    def _types(self, schema: Schema | None) -> tuple[dict[str, str | None], set[str]]:
+        """Data type by known column, and the columns declared not nullable."""
+        types: dict[str, str | None] = {}
+        required: set[str] = set()
+        for columns in (self._known(schema), self.hints):
+            for name, column in columns.items():
+                data_type = column.get("data_type")
+                if name not in types or types[name] is None:
+                    types[name] = data_type
+                if column.get("nullable") is False:
+                    required.add(name)
+        return types, required
+
+    def to_arrow(self, records: list[Any]) -> pa.Table:
+        """Converts one batch.
+
+        Args:
+            records: Dict records of one page or more.
+
+        Returns:
+            The table; the cursor column as text.
+
+        Raises:
+            NotFaithful: If the row path would load the batch differently.
+        """
+        schema = self.schema()
+        naming = schema.naming if schema is not None else _DEFAULT_NAMING
+        detections = schema.settings.get("detections", []) if schema is not None else []
+        detect_timestamps = "iso_timestamp" in (detections or [])
+        types, required = self._types(schema)
+        names: dict[str, None] = dict.fromkeys(n for n in types if not n.startswith("_dlt"))
+        for record in records:
+            if type(record) is not dict:
+                raise NotFaithful("record")
+            names.update(dict.fromkeys(record))
+        arrays: list[pa.Array] = []
+        fields: list[pa.Field] = []
+        for name in names:
+            if name.startswith("_dlt") or naming.normalize_identifier(name) != name:
+                raise NotFaithful(name)
+            values = [record.get(name) for record in records]
+            data_type = types.get(name)
+            if data_type is None:
+                first = next((v for v in values if v is not None), None)
+                if first is None:
+                    continue  # no value yet: the row path creates no column either
+                data_type = _infer(first, detect_timestamps)
+                if data_type is None:
+                    raise NotFaithful(name)
+            array = _column(values, data_type, keep_text=name == self.cursor_field)
+            # declared not nullable: say so in arrow too (dlt warns on differing hints)
+            nullable = name not in required or array.null_count > 0
+            arrays.append(array)
+            fields.append(pa.field(name, array.type, nullable=nullable))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def batches(self, pages: Iterable[list[Any]], rows: int = BATCH_ROWS) -> Iterator[Any]:
+        """Yields arrow tables of about `rows` rows, or a batch as records where arrow won't do.
+
+        Args:
+            pages: Lists of records.
+            rows: Rows per batch.
+
+        Yields:
+            `pyarrow.Table` or the batch's list of records.
+        """
+        pending: list[Any] = []
+        for page in pages:
+            pending.extend(page)
+            if len(pending) >= rows:
+                yield self._convert(pending)
+                pending = []
+        if pending:
+            yield self._convert(pending)
+
+    def _convert(self, records: list[Any]) -> Any:
+        try:
+            return self.to_arrow(records)
+        except NotFaithful:
+            return records
+
+    def finish_batch(self, item: Any) -> Any:
+        """Processing step after the incremental one: types the cursor, adds dlt's columns.
+
+        Args:
+            item: An arrow table from `batches` (records pass through).
+
+        Returns:
+            The table with the cursor as a UTC timestamp, `_dlt_load_id` and `_dlt_id`.
+        """
+        if not isinstance(item, pa.Table):
+            return item
+        index = item.schema.get_field_index(self.cursor_field)
+        if index >= 0 and item.schema.field(index).type == pa.string():
+            try:
+                typed = pc.cast(item.column(index), _TIMESTAMP)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # the row path would parse these; hand the rows to it
+                return item.to_pylist()
+            field = item.schema.field(index)
+            item = item.set_column(index, field.with_type(_TIMESTAMP), typed)
+        load_id = dlt.current.load_package_state()["load_id"]
+        rows = item.num_rows
+        item = item.append_column(
+            pa.field(LOAD_ID_COLUMN, pa.string(), nullable=False),
+            pa.array([load_id] * rows, type=pa.string()),
+        )
+        return item.append_column(
+            pa.field(ROW_ID_COLUMN, pa.string(), nullable=False),
+            pa.array(generate_dlt_ids(rows), type=pa.string()),
+        )
+
+
+def mark_in_table(
+    table: pa.Table, field: str, value: str, column: str, on_records: Callable[[Any], Any]
+) -> Any:
+    """Adds a boolean `column`: whether text `field` equals `value` (null counts as not).
+
+    Args:
+        table: The batch.
+        field: The status field.
+        value: The value that sets the flag.
+        column: Name of the flag column (replaced when present).
+        on_records: Applied to each record instead when `field` is not text (the row path
+            compares `str(value)`, which arrow's casts would not match for every type).
+
+    Returns:
+        The table with the flag, or the batch as records.
+    """
+    index = table.schema.get_field_index(field)
+    if index >= 0 and table.schema.field(index).type != pa.string():
+        return [on_records(record) for record in table.to_pylist()]
+    if index < 0:
+        flags = pa.array([False] * table.num_rows, type=pa.bool_())
+    else:
+        flags = pc.fill_null(pc.equal(table.column(index), pa.scalar(value)), fill_value=False)
+    existing = table.schema.get_field_index(column)
+    if existing >= 0:
+        return table.set_column(existing, column, flags)
+    return table.append_column(column, flags)
