@@ -195,6 +195,7 @@ class RateLimitPacer:
         self._sleep = sleep
         self._max_wait = max_wait
         self._resume_at = 0.0
+        self._in_flight = 0
         self._lock = threading.Lock()
 
     def wait(self) -> None:
@@ -204,6 +205,16 @@ class RateLimitPacer:
         if delay > 0:
             self._sleep(min(delay, self._max_wait))
 
+    def started(self) -> None:
+        """Counts a request sent and not yet answered."""
+        with self._lock:
+            self._in_flight += 1
+
+    def finished(self) -> None:
+        """Counts a request answered (or failed)."""
+        with self._lock:
+            self._in_flight -= 1
+
     def observe(self, response: Response) -> None:
         """Learns the remaining budget from a response's headers."""
         headers = response.headers
@@ -211,7 +222,10 @@ class RateLimitPacer:
         if response.status_code == 429:  # noqa: PLR2004 - Too Many Requests
             pause = _seconds(headers.get("Retry-After"))
         remaining = _seconds(headers.get("X-RateLimit-Remaining"))
-        if remaining is not None and remaining < 1:
+        with self._lock:
+            # requests already sent (time windows, parallel resources) spend the rest
+            in_flight = max(self._in_flight, 1)
+        if remaining is not None and remaining < in_flight:
             pause = max(pause or 0.0, _seconds(headers.get("X-RateLimit-Reset")) or 1.0)
         if pause:
             with self._lock:
@@ -269,6 +283,7 @@ class PacedSession:
 
     def _send_paced(self, request: PreparedRequest, **kwargs: Any) -> Response:
         self.pacer.wait()
+        self.pacer.started()
         try:
             session: Session = self._client.session
             response = session.send(request, **kwargs)
@@ -276,7 +291,10 @@ class PacedSession:
             if ex.response is not None:
                 self.pacer.observe(ex.response)
             raise
-        self.pacer.observe(response)
+        else:
+            self.pacer.observe(response)
+        finally:
+            self.pacer.finished()
         return response
 
     def prefetch(self, request: Request) -> str | None:
