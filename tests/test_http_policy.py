@@ -41,6 +41,21 @@ def test_pacer_waits_for_the_window_when_the_budget_is_spent():
     assert sleeps == [2]
 
 
+def test_pacer_pauses_when_requests_in_flight_would_spend_the_rest_of_the_budget():
+    pacer, _, sleeps = pacer_with_clock()
+    for _ in range(4):
+        pacer.started()
+    # 3 left, 4 requests out: waiting only at 0 would let the last ones bounce off 429
+    pacer.observe(response(headers={"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "2"}))
+    pacer.wait()
+    assert sleeps == [2]
+    for _ in range(3):
+        pacer.finished()
+    pacer.observe(response(headers={"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "2"}))
+    pacer.wait()
+    assert sleeps == [2]  # one request out, three left: no pause
+
+
 def test_pacer_honours_retry_after_on_429_and_caps_it():
     pacer, _, sleeps = pacer_with_clock()
     pacer.observe(response(429, headers={"Retry-After": "7"}))

@@ -25,6 +25,7 @@ from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import (
+    _set_incremental_params,
     build_resource_dependency_graph,
     create_auth,
     create_response_hooks,
@@ -159,14 +160,10 @@ def _windowed_resource(
     ) -> Iterator[Any]:
         request_params = dict(params)
         if incremental_object is not None and incremental_param is not None:
-            if incremental_param.start:
-                request_params[incremental_param.start] = _converted(
-                    incremental_object.last_value, transform
-                )
-            if incremental_param.end and incremental_object.end_value is not None:
-                request_params[incremental_param.end] = _converted(
-                    incremental_object.end_value, transform
-                )
+            # the same parameters dlt's own paging sends (`paginate_resource`)
+            request_params = _set_incremental_params(
+                request_params, incremental_object, incremental_param, transform
+            )
         if plan.concurrency > 1:
             pages: Iterator[list[Any]] = walk_in_windows(fetch, plan, request_params)
         else:
@@ -198,10 +195,6 @@ class _AfterIncremental(MapItem):
     """
 
     placement_affinity: ClassVar[float] = 1.05
-
-
-def _converted(value: Any, transform: Callable[[Any], Any] | None) -> Any:
-    return transform(value) if transform is not None else value
 
 
 def _current_schema() -> Schema | None:

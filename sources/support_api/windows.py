@@ -113,7 +113,6 @@ class _Walk:
     progress: datetime | None = None
     ordered: bool = True
     has_more: bool = True
-    pages: int = 0
     done: bool = False
 
 
@@ -185,7 +184,6 @@ class _Walker:
                 if hi is None or cursor < hi:
                     kept.append(record)
             walk.progress = previous
-            walk.pages += 1
             walk.has_more = more
             past_bound = hi is not None and previous is not None and previous >= hi
             finished = not more or (walk.ordered and past_bound)
@@ -251,7 +249,8 @@ def walk_in_windows(
     walker.walks.append(first)
     running = 1
     # daemon threads: a walk blocked on a consumer that went away never holds up the exit
-    threads = [_start(walker, first, 0)]
+    _start(walker, first, 0)
+    started = 1
     try:
         while running:
             kind, payload = walker.events.get()
@@ -263,14 +262,13 @@ def walk_in_windows(
                 yield payload
             while running < plan.concurrency and (new := walker.split()) is not None:
                 running += 1
-                threads.append(_start(walker, new, len(threads)))
+                _start(walker, new, started)
+                started += 1
     finally:
         walker.stop.set()
 
 
-def _start(walker: _Walker, walk: _Walk, number: int) -> threading.Thread:
-    thread = threading.Thread(
+def _start(walker: _Walker, walk: _Walk, number: int) -> None:
+    threading.Thread(
         target=walker.run, args=(walk,), name=f"support_api_window_{number}", daemon=True
-    )
-    thread.start()
-    return thread
+    ).start()
