@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from datetime import timedelta
 from typing import cast
 
+import pytest
 from requests import Request, Response
 
 from sources.support_api.http_policy import PacedSession, RateLimitPacer
@@ -30,38 +33,108 @@ def pacer_with_clock() -> tuple[RateLimitPacer, FakeClock, list[float]]:
     return RateLimitPacer(clock=clock, sleep=sleep, max_wait=60), clock, sleeps
 
 
+def limits(remaining: int, reset: float, limit: int | None = None) -> dict[str, str]:
+    headers = {"X-RateLimit-Remaining": str(remaining), "X-RateLimit-Reset": str(reset)}
+    if limit is not None:
+        headers["X-RateLimit-Limit"] = str(limit)
+    return headers
+
+
 def test_pacer_waits_for_the_window_when_the_budget_is_spent():
     pacer, _, sleeps = pacer_with_clock()
-    pacer.observe(response(headers={"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "5"}))
-    pacer.wait()
+    pacer.observe(response(headers=limits(3, 5)))
+    pacer.acquire()
+    pacer.release()
     assert sleeps == []
-    pacer.observe(response(headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2"}))
-    pacer.wait()
-    pacer.wait()  # the window is over after the first wait
+    pacer.observe(response(headers=limits(0, 2)))
+    pacer.acquire()
+    pacer.release()
+    pacer.acquire()  # the window is over after the first wait
     assert sleeps == [2]
 
 
 def test_pacer_pauses_when_requests_in_flight_would_spend_the_rest_of_the_budget():
     pacer, _, sleeps = pacer_with_clock()
     for _ in range(4):
-        pacer.started()
+        pacer.acquire()
     # 3 left, 4 requests out: waiting only at 0 would let the last ones bounce off 429
-    pacer.observe(response(headers={"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "2"}))
-    pacer.wait()
+    pacer.observe(response(headers=limits(3, 2)))
+    pacer.acquire()
     assert sleeps == [2]
+    for _ in range(5):
+        pacer.release()
+    pacer.observe(response(headers=limits(3, 2)))
     for _ in range(3):
-        pacer.finished()
-    pacer.observe(response(headers={"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "2"}))
-    pacer.wait()
-    assert sleeps == [2]  # one request out, three left: no pause
+        pacer.acquire()
+    assert sleeps == [2]  # three left: three go out without a pause
+    pacer.acquire()
+    assert sleeps == [2, 2]
+
+
+def test_pacer_resumes_at_the_earliest_reset_seen_in_the_window():
+    pacer, clock, sleeps = pacer_with_clock()
+    # resets are rounded up to whole seconds: the first response of the window (1 s left)
+    # bounds the turn of the window, the later ones (0.4 s left, still "1") do not
+    pacer.observe(response(headers=limits(19, 1, limit=20)))
+    clock.advance(0.6)
+    pacer.observe(response(headers=limits(0, 1, limit=20)))
+    pacer.acquire()
+    assert sleeps == [pytest.approx(0.4)]
+
+
+def test_pacer_restores_the_whole_limit_when_the_window_turns_over():
+    pacer, _, sleeps = pacer_with_clock()
+    pacer.observe(response(headers=limits(0, 1, limit=3)))
+    pacer.acquire()
+    assert sleeps == [1]
+    pacer.acquire()
+    pacer.acquire()
+    assert sleeps == [1]
+    pacer.acquire()  # three out in a window of three: wait for the next one
+    assert len(sleeps) == 2
+
+
+def test_pacer_does_not_charge_a_late_answer_from_the_last_window_to_the_new_one():
+    pacer, clock, sleeps = pacer_with_clock()
+    pacer.observe(response(headers=limits(0, 1, limit=20)))
+    pacer.acquire()  # waits for the turn of the window
+    assert sleeps == [1]
+    late = response(headers=limits(0, 1, limit=20))
+    late.elapsed = timedelta(seconds=1.5)  # sent before the window turned over
+    clock.advance(0.5)
+    pacer.observe(late)
+    pacer.acquire()
+    assert sleeps == [1]
+    current = response(headers=limits(0, 1, limit=20))
+    pacer.observe(current)
+    pacer.acquire()
+    assert sleeps == [1, 1]
+
+
+def test_pacer_wakes_a_waiting_request_as_soon_as_one_in_flight_is_answered():
+    pacer = RateLimitPacer(max_wait=60)
+    pacer.acquire()
+    pacer.observe(response(headers=limits(1, 60)))  # one left, one out: the next one waits
+    sent = threading.Event()
+
+    def send_next() -> None:
+        pacer.acquire()
+        sent.set()
+
+    waiting = threading.Thread(target=send_next, daemon=True)
+    waiting.start()
+    assert not sent.wait(0.2)
+    pacer.release()
+    # woken by the release, not after the 60 s the window has left
+    assert sent.wait(30)
 
 
 def test_pacer_honours_retry_after_on_429_and_caps_it():
     pacer, _, sleeps = pacer_with_clock()
     pacer.observe(response(429, headers={"Retry-After": "7"}))
-    pacer.wait()
+    pacer.acquire()
     pacer.observe(response(429, headers={"Retry-After": "10000"}))
-    pacer.wait()
+    pacer.acquire()
     assert sleeps == [7, 60]
 
 
@@ -69,7 +142,7 @@ def test_pacer_reads_an_epoch_reset():
     pacer, _, sleeps = pacer_with_clock()
     reset = str(int(time.time()) + 30)
     pacer.observe(response(headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}))
-    pacer.wait()
+    pacer.acquire()
     assert len(sleeps) == 1
     assert 25 < sleeps[0] <= 30
 

@@ -231,3 +231,18 @@ def test_the_source_reads_the_sandbox_in_windows_with_latency(sandbox_factory, t
     pipeline.run(support_api(base_url=server.url, credentials=credentials, resources=["tickets"]))
     assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
     assert server.count(path="/v1/tickets") == requests + 1
+
+
+def test_windows_sharing_a_rate_limit_stay_under_it(sandbox_factory, tmp_path):
+    # eight windows in flight against 20 requests a second: the pacer counts what is out and
+    # waits for the turn of the window, so not one request bounces off a 429
+    server = sandbox_factory(seed=4, size=4000, shape="desk", rate_limit_per_second=20)
+    credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
+    pipeline = make_pipeline(tmp_path)
+    source = support_api(
+        base_url=server.url, credentials=credentials, resources=["tickets"], concurrency=8
+    )
+    pipeline.run(source)
+    assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
+    assert server.count(path="/v1/tickets", status=429) == 0
+    assert server.count(path="/v1/tickets", status=200) >= 4000 // 100

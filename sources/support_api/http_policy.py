@@ -10,6 +10,7 @@ filter masks secret query parameters.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any, cast
 from dlt.common import json, jsonpath
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.redaction import SENSITIVE_PARAMS, sanitize_url
-from requests import HTTPError, PreparedRequest, Request, Response, Session
+from requests import PreparedRequest, Request, Response, Session
 
 from .errors import ConfigError, HTTPStatusError, ResponseError, truncate_body
 from .settings import (
@@ -173,63 +174,115 @@ class SessionPool:
 class RateLimitPacer:
     """Spaces requests so they stay under the API's rate limit instead of bouncing off 429s.
 
-    Reads `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the window resets,
-    or an epoch timestamp) from every response, and `Retry-After` from 429s. When the budget
-    is spent, every thread using the same policy waits until the window resets.
+    Every response (retried attempts included) reports its `X-RateLimit-Remaining`,
+    `X-RateLimit-Reset` (seconds until the window resets, or an epoch timestamp) and
+    `X-RateLimit-Limit`; a 429 its `Retry-After`. A request is sent only while the budget left
+    in the current window exceeds the requests already out (time windows and parallel
+    resources share one pacer), so the window is used up to its last request and no further.
+    When it is spent, every thread using the same policy waits for the window to reset.
+
+    The reset moment is the earliest `now + X-RateLimit-Reset` seen in the window: APIs round
+    the reset up to whole seconds, and the earliest response bounds it most tightly. Waiting
+    a whole rounded second after the last request would leave most of a 1-second window idle.
+    A response to a request sent before the window turned over is not counted against the
+    new window.
     """
 
     def __init__(
         self,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         max_wait: float = DEFAULT_MAX_RETRY_DELAY,
     ) -> None:
         """Creates a pacer with nothing to wait for.
 
         Args:
             clock: Monotonic seconds.
-            sleep: How to wait.
+            sleep: How to wait, for tests: one call stands for the whole wait. By default
+                a wait ends early when a response arrives or a request finishes.
             max_wait: Cap on one wait, in seconds.
         """
         self._clock = clock
         self._sleep = sleep
         self._max_wait = max_wait
-        self._resume_at = 0.0
+        self._changed = threading.Condition()
+        self._resume_at = -math.inf
         self._in_flight = 0
-        self._lock = threading.Lock()
+        self._limit: int | None = None
+        self._remaining: float | None = None
+        self._window_start = -math.inf
+        self._window_end = math.inf
 
-    def wait(self) -> None:
-        """Blocks until the rate-limit window allows another request."""
-        with self._lock:
-            delay = self._resume_at - self._clock()
-        if delay > 0:
-            self._sleep(min(delay, self._max_wait))
-
-    def started(self) -> None:
-        """Counts a request sent and not yet answered."""
-        with self._lock:
+    def acquire(self) -> None:
+        """Blocks until the rate limit allows another request, then counts it as sent."""
+        with self._changed:
+            while (delay := self._delay()) > 0:
+                if self._sleep is not None:
+                    # an injected sleep (tests) stands for the whole wait
+                    self._changed.release()
+                    try:
+                        self._sleep(min(delay, self._max_wait))
+                    finally:
+                        self._changed.acquire()
+                    break
+                # a response or a finished request may free budget before the delay is over
+                self._changed.wait(min(delay, self._max_wait))
             self._in_flight += 1
 
-    def finished(self) -> None:
-        """Counts a request answered (or failed)."""
-        with self._lock:
-            self._in_flight -= 1
+    def _delay(self) -> float:
+        """Seconds until the next request may go out (called with the lock held)."""
+        now = self._turn_window()
+        delay = self._resume_at - now
+        if delay <= 0 and self._remaining is not None and self._in_flight >= self._remaining:
+            delay = self._window_end - now
+        return delay
 
-    def observe(self, response: Response) -> None:
-        """Learns the remaining budget from a response's headers."""
+    def _turn_window(self) -> float:
+        """Starts a new window once the current one is over (called with the lock held).
+
+        Returns:
+            The clock time.
+        """
+        now = self._clock()
+        if now >= self._window_end:
+            # its budget is whole again
+            self._window_start, self._window_end = now, math.inf
+            self._remaining = self._limit
+        return now
+
+    def release(self) -> None:
+        """Counts a request answered (or failed) and wakes the threads waiting for budget."""
+        with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
+
+    def observe(self, response: Response, *_args: Any, **_kwargs: Any) -> None:
+        """Learns the budget from a response's headers (usable as a `requests` response hook).
+
+        Args:
+            response: Any response, 429s and other errors included.
+        """
         headers = response.headers
-        pause = None
+        retry_after = None
         if response.status_code == 429:  # noqa: PLR2004 - Too Many Requests
-            pause = _seconds(headers.get("Retry-After"))
+            retry_after = _seconds(headers.get("Retry-After"))
         remaining = _seconds(headers.get("X-RateLimit-Remaining"))
-        with self._lock:
-            # requests already sent (time windows, parallel resources) spend the rest
-            in_flight = max(self._in_flight, 1)
-        if remaining is not None and remaining < in_flight:
-            pause = max(pause or 0.0, _seconds(headers.get("X-RateLimit-Reset")) or 1.0)
-        if pause:
-            with self._lock:
-                self._resume_at = max(self._resume_at, self._clock() + min(pause, self._max_wait))
+        reset = _seconds(headers.get("X-RateLimit-Reset"))
+        limit = _seconds(headers.get("X-RateLimit-Limit"))
+        with self._changed:
+            now = self._turn_window()
+            if retry_after is not None:
+                self._resume_at = max(self._resume_at, now + min(retry_after, self._max_wait))
+            if limit is not None and limit >= 1:
+                self._limit = int(limit)
+            sent_at = now - response.elapsed.total_seconds()
+            if remaining is not None and sent_at >= self._window_start:
+                # without a reset header, look again in a second
+                ends = now + min(reset if reset is not None else 1.0, self._max_wait)
+                self._window_end = min(self._window_end, ends)
+                if self._remaining is None or remaining < self._remaining:
+                    self._remaining = remaining
+            self._changed.notify_all()
 
 
 def _seconds(value: str | None) -> float | None:
@@ -282,20 +335,16 @@ class PacedSession:
         return self._send_paced(request, **kwargs)
 
     def _send_paced(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        self.pacer.wait()
-        self.pacer.started()
+        # the pacer sees every attempt, the 429s dlt's retries absorb included
+        hooks = request.hooks.setdefault("response", [])
+        if self.pacer.observe not in hooks:
+            hooks.insert(0, self.pacer.observe)
+        self.pacer.acquire()
         try:
             session: Session = self._client.session
-            response = session.send(request, **kwargs)
-        except HTTPError as ex:
-            if ex.response is not None:
-                self.pacer.observe(ex.response)
-            raise
-        else:
-            self.pacer.observe(response)
+            return session.send(request, **kwargs)
         finally:
-            self.pacer.finished()
-        return response
+            self.pacer.release()
 
     def prefetch(self, request: Request) -> str | None:
         """Starts fetching `request` in the background; `send` of the same URL gets the result.
