@@ -398,8 +398,38 @@ def normalize_config(
         if "auth" in endpoint:
             endpoint["auth"] = normalize_auth(endpoint["auth"], f"{key_path}.endpoint.auth")
         _dlt_validate(EndpointResource, resource, key_path)
+        _keep_newest_when_merging(resource, defaults)
         result.resources.append(resource)
     return result
+
+
+def _keep_newest_when_merging(resource: dict[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Marks the incremental cursor as the column that picks the row a merge keeps.
+
+    A record changed while a run reads it comes twice: before the change and after. dlt's
+    `delete-insert` merge keeps one row per primary key, an arbitrary one unless a column
+    has the `dedup_sort` hint. The older one would stay loaded, and the incremental state,
+    already past the newer one, would not read it again. With `dedup_sort: desc` on the
+    cursor, the newest version wins. A `dedup_sort` the config sets itself is kept.
+    """
+    disposition = resource.get("write_disposition", defaults.get("write_disposition"))
+    if isinstance(disposition, Mapping):
+        if disposition.get("strategy", "delete-insert") != "delete-insert":
+            return
+        disposition = disposition.get("disposition")
+    if disposition != "merge" or not resource.get("primary_key", defaults.get("primary_key")):
+        return
+    default_endpoint = defaults.get("endpoint") or {}
+    incremental = resource["endpoint"].get("incremental", default_endpoint.get("incremental"))
+    cursor = incremental.get("cursor_path") if isinstance(incremental, Mapping) else None
+    columns = resource.get("columns", defaults.get("columns")) or {}
+    if not isinstance(cursor, str) or not cursor.isidentifier() or not isinstance(columns, Mapping):
+        return
+    if any(isinstance(c, Mapping) and "dedup_sort" in c for c in columns.values()):
+        return
+    columns = {name: dict(hints) for name, hints in columns.items()}
+    columns[cursor] = {**columns.get(cursor, {}), "dedup_sort": "desc"}
+    resource["columns"] = columns
 
 
 def _normalize_resource(entry: Any, key_path: str) -> dict[str, Any]:
