@@ -88,6 +88,14 @@ def _pct_429(record: RunRecord) -> float | None:
     return 100 * record.requests.with_status(429) / total if total else None
 
 
+def _step_peak(step: str) -> Callable[[RunRecord], float | None]:
+    def peak(record: RunRecord) -> float | None:
+        value = record.details.get("step_peak_mb", {}).get(step)
+        return None if value is None else float(value)
+
+    return peak
+
+
 def _max_per_resource(record: RunRecord) -> float | None:
     per_path = record.requests.per_path()
     return float(max(per_path.values())) if per_path else None
@@ -127,6 +135,11 @@ def summarize(results: Sequence[VariantResult]) -> list[Summary]:
             "requests": result.median(lambda r: r.requests.total),
             "status_429": result.median(lambda r: r.requests.with_status(429)),
             "peak_rss_mb": _round(result.median(lambda r: r.peak_rss_mb), 1),
+            "step_peak_mb": {
+                step: _round(result.median(_step_peak(step)), 1)
+                for step in ("extract", "normalize", "load")
+            },
+            "duckdb_memory_limit": group.duckdb_memory_limit,
             "rate_pct_of_limit": _round(result.median(_rate_pct(group.rate_limit)), 1),
             "pct_429": _round(result.median(_pct_429), 2),
             "max_requests_per_resource": result.median(_max_per_resource),
@@ -216,6 +229,13 @@ def _notes(row: Summary) -> str:
             for path, n in row["requests_per_path"].items()
         )
         return f"requests/resource: {per_path or '-'}"
+    if row["case"] == "rows_1m_memory":
+        peaks = row["step_peak_mb"]
+        limit = row["duckdb_memory_limit"] or "default"
+        return (
+            f"RSS peak in extract {_num(peaks['extract'], '.0f')} MB,"
+            f" load {_num(peaks['load'], '.0f')} MB (DuckDB memory_limit {limit})"
+        )
     return ""
 
 

@@ -11,16 +11,54 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from tests.bench.spec import DATASET_NAME, RESULT_FILE, RunSpec
 
 STEPS: Final = ("extract", "normalize", "load")
 MAX_ERROR_CHARS: Final = 4000
+RSS_SAMPLE_S: Final = 0.05
+
+
+class RssSampler:
+    """Samples this process's RSS in a thread, to tell which pipeline step peaked."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.time(), _rss_kib()))
+            if self._stop.wait(RSS_SAMPLE_S):
+                return
+
+    def peak_mb(self, start: float, end: float) -> float | None:
+        """The highest sample taken between two epoch times, in MiB."""
+        inside = [kib for at, kib in self.samples if start <= at <= end]
+        return _kib_to_mb(max(inside)) if inside else None
+
+
+def _rss_kib() -> int:
+    with Path("/proc/self/status").open(encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _kib_to_mb(kib: int) -> float:
@@ -35,8 +73,9 @@ def execute(spec_path: Path) -> dict[str, Any]:
 
     Returns:
         The JSON-ready result: `wall_s` (whole `pipeline.run`), `steps` (seconds per step),
-        `normalized_rows` (per table, from the trace), `setup_s`, `import_s`, `self_maxrss_mb`
-        and `error` (None when the run succeeded).
+        `normalized_rows` (per table, from the trace), `setup_s`, `import_s`, `self_maxrss_mb`,
+        `step_peak_mb` (highest RSS sampled during each step) and `error` (None when the run
+        succeeded).
     """
     started = time.perf_counter()
     import dlt  # noqa: PLC0415 - import time is measured separately from the run
@@ -52,10 +91,21 @@ def execute(spec_path: Path) -> dict[str, Any]:
         "steps": {},
         "normalized_rows": {},
         "error": None,
+        "step_peak_mb": {},
     }
+    sampler = RssSampler()
+    credentials: Any = str(spec.db_path)
+    if spec.duckdb_memory_limit is not None:
+        from dlt.destinations.impl.duckdb.configuration import (  # noqa: PLC0415 - as above
+            DuckDbCredentials,
+        )
+
+        credentials = DuckDbCredentials(
+            credentials, global_config={"memory_limit": spec.duckdb_memory_limit}
+        )
     pipeline = dlt.pipeline(
         pipeline_name=spec.pipeline_name,
-        destination=dlt.destinations.duckdb(str(spec.db_path)),
+        destination=dlt.destinations.duckdb(credentials),
         dataset_name=DATASET_NAME,
         pipelines_dir=str(spec.pipelines_dir),
     )
@@ -65,10 +115,11 @@ def execute(spec_path: Path) -> dict[str, Any]:
         ready = time.perf_counter()
         result["setup_s"] = round(ready - imported, 3)
         try:
-            if file_format is None:
-                pipeline.run(source)
-            else:
-                pipeline.run(source, loader_file_format=file_format)
+            with sampler:
+                if file_format is None:
+                    pipeline.run(source)
+                else:
+                    pipeline.run(source, loader_file_format=file_format)
         finally:
             result["wall_s"] = round(time.perf_counter() - ready, 3)
     except Exception as exc:  # noqa: BLE001 - any failure is reported in the result, not raised
@@ -80,6 +131,9 @@ def execute(spec_path: Path) -> dict[str, Any]:
             if step.step in STEPS and step.started_at and step.finished_at:
                 elapsed = (step.finished_at - step.started_at).total_seconds()
                 result["steps"][step.step] = round(elapsed, 3)
+                result["step_peak_mb"][step.step] = sampler.peak_mb(
+                    step.started_at.timestamp(), step.finished_at.timestamp()
+                )
         info = trace.last_normalize_info
         if info is not None:
             result["normalized_rows"] = {

@@ -233,6 +233,7 @@ class Runner:
             resources=group.resources,
             incremental=group.incremental,
             run_dir=str(run_dir.resolve()),
+            duckdb_memory_limit=group.duckdb_memory_limit,
         )
         before = sandbox.stats()
         outcome = run_child(spec, group.timeout_s)
@@ -247,6 +248,7 @@ class Runner:
             "self_maxrss_mb": result.get("self_maxrss_mb"),
             "children_maxrss_mb": result.get("children_maxrss_mb"),
             "normalized_rows": result.get("normalized_rows", {}),
+            "step_peak_mb": result.get("step_peak_mb", {}),
         }
         steps = {k: float(v) for k, v in result.get("steps", {}).items() if k in STEP_NAMES}
         wall = result.get("wall_s")

@@ -45,6 +45,8 @@ class RunSpec:
             `updated_at` (support_api is always incremental).
         run_dir: Folder holding the pipelines dir, the DuckDB file and the result.
         page_size: Rows per page asked for.
+        duckdb_memory_limit: DuckDB's `memory_limit` (e.g. `64MB`); None keeps DuckDB's
+            default (80% of RAM), up to which it keeps loaded tables cached in memory.
     """
 
     variant: Variant
@@ -55,6 +57,7 @@ class RunSpec:
     incremental: bool
     run_dir: str
     page_size: int = PAGE_SIZE
+    duckdb_memory_limit: str | None = None
 
     @property
     def pipeline_name(self) -> str:
@@ -111,4 +114,5 @@ class RunSpec:
             incremental=bool(raw["incremental"]),
             run_dir=str(raw["run_dir"]),
             page_size=int(raw["page_size"]),
+            duckdb_memory_limit=raw.get("duckdb_memory_limit"),
         )
