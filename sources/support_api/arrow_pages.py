@@ -217,8 +217,12 @@ class ArrowBatches:
             if len(pending) >= rows:
                 yield self._convert(pending)
                 pending = []
+                # the batch before is written by now: hand what arrow's allocator keeps
+                # cached back to the system, or RSS stays at the high-water mark into the load
+                pa.default_memory_pool().release_unused()
         if pending:
             yield self._convert(pending)
+        pa.default_memory_pool().release_unused()
 
     def _convert(self, records: list[Any]) -> Any:
         try:
