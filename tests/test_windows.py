@@ -126,6 +126,22 @@ def test_windows_run_at_once_and_split_where_the_rows_are():
     assert len(api.requests) <= 600 // PAGE + 2 * walks
 
 
+def test_no_more_windows_while_pages_wait_for_a_slow_consumer():
+    # an instant API and a consumer that takes 20 ms a page: pages pile up in the queue, so
+    # extra walks would only compete with the consumer; few are started
+    rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(800)])
+    api = FakeApi(rows)
+    ids: list[int] = []
+    for page in walk_in_windows(
+        api.fetch, plan(8), {"updated_since": "2000-01-01T00:00:00Z"}, now=NOW
+    ):
+        ids.extend(row["id"] for row in page)
+        time.sleep(0.02)
+    assert sorted(ids) == list(range(1, 801))
+    walks = {(r.get("updated_since"), r.get("updated_before")) for r in api.requests}
+    assert len(walks) <= 3
+
+
 def test_a_range_that_fits_one_page_is_one_request():
     api = FakeApi(rows_at([EPOCH + timedelta(seconds=i) for i in range(PAGE - 1)]))
     params = {"updated_since": "2024-01-01T00:00:00Z", "limit": PAGE}
@@ -172,6 +188,7 @@ def test_records_without_a_timestamp_are_kept_and_stop_the_splitting():
 def test_an_error_in_one_window_is_raised_and_stops_the_others():
     rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(400)])
     api = FakeApi(rows)
+    api.delay = 0.005  # pages come slower than they are taken: windows are split at once
     calls = 0
 
     def failing(params: dict[str, Any]) -> Iterator[tuple[list[Any], bool]]:

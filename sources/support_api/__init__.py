@@ -89,10 +89,11 @@ def support_api(
         allow_external_schedulers: Take the window from an external scheduler (Airflow through
             `dlt deploy`, or `DLT_INTERVAL_START`/`DLT_INTERVAL_END`) instead of state; a run
             without a scheduler interval then fails. Cursors are compared as datetimes.
-        concurrency: Requests in flight at once per cursor-paged resource. The updated range
-            is cut into time windows as the walk goes (`updated_since`/`updated_before`), each
-            walked with its own cursor; a run whose first page is its last sends one request.
-            1 reads pages strictly one after another.
+        concurrency: Most requests in flight at once per cursor-paged resource. The updated
+            range is cut into time windows as the walk goes (`updated_since`/`updated_before`),
+            each walked with its own cursor, while pages arrive slower than dlt takes them; a
+            run whose first page is its last sends one request. 1 reads pages strictly one
+            after another.
 
     Returns:
         The selected resources.

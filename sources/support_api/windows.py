@@ -9,9 +9,11 @@ made as the walk goes (work stealing):
 1. One walk starts over the whole range, with exactly the request a plain run would send. When
    its first page is the last one (an incremental run with little new), that was the only
    request.
-2. Otherwise, while fewer walks run than allowed, the walk with the most time left is split:
+2. Otherwise, while fewer walks run than allowed and no page is waiting to be taken (the
+   walks, not the consumer, are the bottleneck), the walk with the most time left is split:
    it stops at the midpoint between the last timestamp it has seen and its upper bound, and a
    new walk takes the rest. Empty windows end after one request; busy ones are split again.
+   On a fast API the consumer is the bottleneck and few walks run; with latency, more do.
 
 Rows are never lost or repeated: a walk keeps only rows below its current upper bound, and the
 split point is always later than every row the walk has already handed over (the bound and
@@ -49,7 +51,7 @@ class WindowPlan:
         cursor_field: Top-level field holding each record's updated timestamp.
         since_param: Query parameter of the inclusive lower bound.
         before_param: Query parameter of the exclusive upper bound.
-        concurrency: Walks running at once; 1 reads the endpoint in one walk.
+        concurrency: Most walks running at once; 1 reads the endpoint in one walk.
         arrow: Hand batches of pages to dlt as arrow tables where that is faithful
             (`arrow_pages`), when the destination loads parquet.
     """
@@ -260,7 +262,13 @@ def walk_in_windows(
                 running -= 1
             elif payload:
                 yield payload
-            while running < plan.concurrency and (new := walker.split()) is not None:
+            # another walk only while pages come slower than they are taken: with pages
+            # waiting, the consumer is the bottleneck and one more walk would only compete
+            while (
+                running < plan.concurrency
+                and walker.events.empty()
+                and (new := walker.split()) is not None
+            ):
                 running += 1
                 _start(walker, new, started)
                 started += 1
