@@ -8,9 +8,10 @@ from datetime import timedelta
 from typing import cast
 
 import pytest
+import requests
 from requests import Request, Response
 
-from sources.support_api.http_policy import PacedSession, RateLimitPacer
+from sources.support_api.http_policy import PacedSession, RateLimitPacer, RetryPolicy, SessionPool
 from sources.support_api.paginators import OffsetLimitPaginator, PageNumberSizePaginator
 from tests.sandbox import FakeClock
 
@@ -208,3 +209,38 @@ def test_no_fetching_ahead_when_the_first_page_is_short():
     paginator.update_state(response(), page(3))
     paginator.update_request(request)
     assert session.prefetched == []
+
+
+def test_environment_settings_are_read_once_per_host_and_match_requests(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "api.skip.example")
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    pool = SessionPool()
+    paced = cast("PacedSession", pool.session_for(RetryPolicy()))
+    plain = requests.Session()
+    for url in ("http://api.example.com/v1/tickets?cursor=1", "http://api.skip.example/v1/a"):
+        expected = plain.merge_environment_settings(url, {}, None, None, None)
+        assert paced.merge_environment_settings(url, {}, None, None, None) == expected
+    proxied = paced.merge_environment_settings(
+        "http://api.example.com/v1/tickets?cursor=1", {}, None, None, None
+    )
+    assert proxied["proxies"]["http"] == "http://proxy.internal:3128"
+    assert (
+        "http"
+        not in paced.merge_environment_settings(
+            "http://api.skip.example/v1/b", {}, None, None, None
+        )["proxies"]
+    )
+
+    # read once: a later change of the environment is not seen for a host already asked about
+    monkeypatch.setenv("HTTP_PROXY", "http://other.internal:3128")
+    settings = paced.merge_environment_settings("http://api.example.com/v1/x", {}, None, None, None)
+    assert settings["proxies"]["http"] == "http://proxy.internal:3128"
+    settings["proxies"]["https"] = "changed by a caller"
+    again = paced.merge_environment_settings("http://api.example.com/v1/y", {}, None, None, None)
+    assert "https" not in again["proxies"]
+    # explicit settings are merged by requests itself
+    url = "http://api.example.com/"
+    explicit = paced.merge_environment_settings(url, {}, None, verify=False, cert=None)
+    assert explicit["verify"] is False
