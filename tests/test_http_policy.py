@@ -83,16 +83,49 @@ def test_pacer_resumes_at_the_earliest_reset_seen_in_the_window():
     assert sleeps == [pytest.approx(0.4)]
 
 
-def test_pacer_restores_the_whole_limit_when_the_window_turns_over():
+def test_after_the_turn_one_request_probes_the_budget_before_the_others():
     pacer, _, sleeps = pacer_with_clock()
-    pacer.observe(response(headers=limits(0, 1, limit=3)))
-    pacer.acquire()
+    pacer.observe(response(headers=limits(0, 1, limit=20)))
+    pacer.acquire()  # waits for the turn of the window: this one is the probe
     assert sleeps == [1]
+    # requests sent late in the last window may be counted in this one: the others wait for
+    # the probe's answer (a real wait ends when it arrives)
     pacer.acquire()
-    pacer.acquire()
-    assert sleeps == [1]
-    pacer.acquire()  # three out in a window of three: wait for the next one
     assert len(sleeps) == 2
+    pacer.release()
+    pacer.release()
+    pacer.observe(response(headers=limits(15, 1, limit=20)))
+    for _ in range(15):
+        pacer.acquire()
+    assert len(sleeps) == 2
+    pacer.acquire()
+    assert len(sleeps) == 3
+
+
+def test_pacer_follows_a_server_window_that_turned_before_the_reset_it_expected():
+    pacer, clock, sleeps = pacer_with_clock()
+    pacer.observe(response(headers=limits(1, 5, limit=20)))
+    clock.advance(0.5)
+    fresh = response(headers=limits(18, 1, limit=20))
+    fresh.elapsed = timedelta(seconds=0.1)  # sent after the answer that left 1
+    pacer.observe(fresh)
+    for _ in range(18):
+        pacer.acquire()
+    assert sleeps == []
+
+
+def test_an_answer_overtaken_by_a_later_one_is_not_a_new_window():
+    pacer, clock, sleeps = pacer_with_clock()
+    pacer.observe(response(headers=limits(5, 5, limit=20)))
+    clock.advance(0.5)
+    overtaken = response(headers=limits(7, 5, limit=20))
+    overtaken.elapsed = timedelta(seconds=1)  # sent before the answer that left 5
+    pacer.observe(overtaken)
+    for _ in range(5):
+        pacer.acquire()
+    assert sleeps == []
+    pacer.acquire()
+    assert len(sleeps) == 1
 
 
 def test_pacer_does_not_charge_a_late_answer_from_the_last_window_to_the_new_one():
@@ -100,6 +133,7 @@ def test_pacer_does_not_charge_a_late_answer_from_the_last_window_to_the_new_one
     pacer.observe(response(headers=limits(0, 1, limit=20)))
     pacer.acquire()  # waits for the turn of the window
     assert sleeps == [1]
+    pacer.release()
     late = response(headers=limits(0, 1, limit=20))
     late.elapsed = timedelta(seconds=1.5)  # sent before the window turned over
     clock.advance(0.5)

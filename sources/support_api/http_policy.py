@@ -185,8 +185,11 @@ class RateLimitPacer:
     The reset moment is the earliest `now + X-RateLimit-Reset` seen in the window: APIs round
     the reset up to whole seconds, and the earliest response bounds it most tightly. Waiting
     a whole rounded second after the last request would leave most of a 1-second window idle.
-    A response to a request sent before the window turned over is not counted against the
-    new window.
+    When a window turns, one request probes the new budget before the others follow: requests
+    sent in the last window may already have been counted in this one. An answer to a request
+    sent in the last window is not read as this window's budget. An answer showing more budget
+    than the lowest seen, to a request sent after that lowest one was answered, means the
+    server's window turned early: the pacer follows it at once.
     """
 
     def __init__(
@@ -211,6 +214,7 @@ class RateLimitPacer:
         self._in_flight = 0
         self._limit: int | None = None
         self._remaining: float | None = None
+        self._seen_at: float | None = None
         self._window_start = -math.inf
         self._window_end = math.inf
 
@@ -246,9 +250,10 @@ class RateLimitPacer:
         """
         now = self._clock()
         if now >= self._window_end:
-            # its budget is whole again
+            # one request probes the new budget: requests sent in the last window may have been
+            # counted in this one, which only an answer from this window tells
             self._window_start, self._window_end = now, math.inf
-            self._remaining = self._limit
+            self._remaining, self._seen_at = 1, None
         return now
 
     def release(self) -> None:
@@ -280,9 +285,19 @@ class RateLimitPacer:
             if remaining is not None and sent_at >= self._window_start:
                 # without a reset header, look again in a second
                 ends = now + min(reset if reset is not None else 1.0, self._max_wait)
-                self._window_end = min(self._window_end, ends)
-                if self._remaining is None or remaining < self._remaining:
-                    self._remaining = remaining
+                if self._remaining is None or self._seen_at is None:
+                    # the window's first answer
+                    self._window_end = min(self._window_end, ends)
+                    self._remaining, self._seen_at = remaining, now
+                elif remaining > self._remaining and sent_at >= self._seen_at:
+                    # sent after the lowest count was answered, yet more is left: the server's
+                    # window has turned before the reset this pacer expected
+                    self._window_start, self._window_end = self._seen_at, ends
+                    self._remaining, self._seen_at = remaining, now
+                else:
+                    self._window_end = min(self._window_end, ends)
+                    if remaining < self._remaining:
+                        self._remaining, self._seen_at = remaining, now
             self._changed.notify_all()
 
 
