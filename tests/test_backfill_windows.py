@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dlt
 import duckdb
@@ -15,7 +16,7 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
 from sources.support_api import support_api
 from tests.helpers import make_pipeline, table_ids
-from tests.sandbox import TABLES
+from tests.sandbox import TABLES, SandboxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKFILL_SCRIPT = ROOT / "sources" / "support_api_backfill.py"
@@ -95,18 +96,23 @@ def test_parallel_windows_together_equal_one_full_load(sandbox_factory, tmp_path
         assert parquet_rows(windows_bucket, table) == full, table
 
 
+def scheduled_source(server: SandboxServer, resource: str) -> Any:
+    """One resource whose window comes from the external scheduler, not from state."""
+    credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
+    return support_api(
+        base_url=server.url,
+        credentials=credentials,
+        resources=[resource],
+        allow_external_schedulers=True,
+    )
+
+
 def test_an_external_scheduler_interval_sets_the_window(sandbox_factory, tmp_path, monkeypatch):
     server = sandbox_factory(seed=21, size=120, shape="desk", auth="api_key_query")
     start, end = "2024-01-01T00:10:00Z", "2024-01-01T00:20:00Z"
     monkeypatch.setenv("DLT_INTERVAL_START", start)
     monkeypatch.setenv("DLT_INTERVAL_END", end)
-    credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
-    source = support_api(
-        base_url=server.url,
-        credentials=credentials,
-        resources=["tickets"],
-        allow_external_schedulers=True,
-    )
+    source = scheduled_source(server, "tickets")
     pipeline = make_pipeline(tmp_path)
     pipeline.run(source)
 
@@ -123,13 +129,7 @@ def test_scheduler_mode_without_an_interval_fails_and_commits_nothing(
     server = sandbox_factory(seed=21, size=40, shape="desk", auth="api_key_query")
     monkeypatch.delenv("DLT_INTERVAL_START", raising=False)
     monkeypatch.delenv("DLT_INTERVAL_END", raising=False)
-    credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
-    source = support_api(
-        base_url=server.url,
-        credentials=credentials,
-        resources=["agents"],
-        allow_external_schedulers=True,
-    )
+    source = scheduled_source(server, "agents")
     pipeline = make_pipeline(tmp_path)
     with pytest.raises(PipelineStepFailed, match="External scheduler"):
         pipeline.run(source)

@@ -403,6 +403,22 @@ def normalize_config(
     return result
 
 
+def top_level_cursor(resource: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
+    """The resource's incremental cursor, when it is a top-level field of each record.
+
+    Args:
+        resource: A normalized resource entry.
+        defaults: The config's `resource_defaults`.
+
+    Returns:
+        The field name; None without an incremental or for a nested cursor path.
+    """
+    default_endpoint = defaults.get("endpoint") or {}
+    incremental = resource["endpoint"].get("incremental", default_endpoint.get("incremental"))
+    cursor = incremental.get("cursor_path") if isinstance(incremental, Mapping) else None
+    return cursor if isinstance(cursor, str) and cursor.isidentifier() else None
+
+
 def _keep_newest_when_merging(resource: dict[str, Any], defaults: Mapping[str, Any]) -> None:
     """Marks the incremental cursor as the column that picks the row a merge keeps.
 
@@ -419,11 +435,9 @@ def _keep_newest_when_merging(resource: dict[str, Any], defaults: Mapping[str, A
         disposition = disposition.get("disposition")
     if disposition != "merge" or not resource.get("primary_key", defaults.get("primary_key")):
         return
-    default_endpoint = defaults.get("endpoint") or {}
-    incremental = resource["endpoint"].get("incremental", default_endpoint.get("incremental"))
-    cursor = incremental.get("cursor_path") if isinstance(incremental, Mapping) else None
+    cursor = top_level_cursor(resource, defaults)
     columns = resource.get("columns", defaults.get("columns")) or {}
-    if not isinstance(cursor, str) or not cursor.isidentifier() or not isinstance(columns, Mapping):
+    if cursor is None or not isinstance(columns, Mapping):
         return
     if any(isinstance(c, Mapping) and "dedup_sort" in c for c in columns.values()):
         return
@@ -456,5 +470,6 @@ __all__ = [
     "mask",
     "normalize_auth",
     "normalize_config",
+    "top_level_cursor",
     "validate_paginator",
 ]

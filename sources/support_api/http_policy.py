@@ -175,9 +175,9 @@ class SessionPool:
 class RateLimitPacer:
     """Spaces requests so they stay under the API's rate limit instead of bouncing off 429s.
 
-    Every response (retried attempts included) reports its `X-RateLimit-Remaining`,
-    `X-RateLimit-Reset` (seconds until the window resets, or an epoch timestamp) and
-    `X-RateLimit-Limit`; a 429 its `Retry-After`. A request is sent only while the budget left
+    Every response (retried attempts included) reports its `X-RateLimit-Remaining` and
+    `X-RateLimit-Reset` (seconds until the window resets, or an epoch timestamp); a 429 its
+    `Retry-After`. A request is sent only while the budget left
     in the current window exceeds the requests already out (time windows and parallel
     resources share one pacer), so the window is used up to its last request and no further.
     When it is spent, every thread using the same policy waits for the window to reset.
@@ -212,7 +212,6 @@ class RateLimitPacer:
         self._changed = threading.Condition()
         self._resume_at = -math.inf
         self._in_flight = 0
-        self._limit: int | None = None
         self._remaining: float | None = None
         self._seen_at: float | None = None
         self._window_start = -math.inf
@@ -274,13 +273,10 @@ class RateLimitPacer:
             retry_after = _seconds(headers.get("Retry-After"))
         remaining = _seconds(headers.get("X-RateLimit-Remaining"))
         reset = _seconds(headers.get("X-RateLimit-Reset"))
-        limit = _seconds(headers.get("X-RateLimit-Limit"))
         with self._changed:
             now = self._turn_window()
             if retry_after is not None:
                 self._resume_at = max(self._resume_at, now + min(retry_after, self._max_wait))
-            if limit is not None and limit >= 1:
-                self._limit = int(limit)
             sent_at = now - response.elapsed.total_seconds()
             if remaining is not None and sent_at >= self._window_start:
                 # without a reset header, look again in a second

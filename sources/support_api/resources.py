@@ -33,7 +33,7 @@ from dlt.sources.rest_api.config_setup import (
 )
 
 from .arrow_pages import ArrowBatches, ArrowTable
-from .config import NormalizedConfig, copy_structure, make_paginator
+from .config import NormalizedConfig, copy_structure, make_paginator, top_level_cursor
 from .http_policy import (
     BodyRules,
     PacedSession,
@@ -297,16 +297,13 @@ def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> d
 def _required_fields(resource: dict[str, Any], config: NormalizedConfig) -> tuple[str, ...]:
     """Top-level fields each record must carry: the primary key and the incremental cursor."""
     defaults = config.resource_defaults
-    defaults_endpoint = defaults.get("endpoint") or {}
     fields: list[str] = []
     primary_key = resource.get("primary_key", defaults.get("primary_key"))
     if isinstance(primary_key, str):
         fields.append(primary_key)
     elif isinstance(primary_key, list | tuple):
         fields.extend(k for k in primary_key if isinstance(k, str))
-    incremental = resource["endpoint"].get("incremental", defaults_endpoint.get("incremental"))
-    cursor = incremental.get("cursor_path") if isinstance(incremental, dict) else None
-    if isinstance(cursor, str) and cursor.isidentifier():
+    if (cursor := top_level_cursor(resource, defaults)) is not None:
         fields.append(cursor)
     # fields added from a parent record (`_<parent>_<field>`) are not in the response
     return tuple(f for f in fields if f.isidentifier() and not f.startswith("_"))
