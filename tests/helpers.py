@@ -53,3 +53,19 @@ def find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException |
         stack.extend([current.__cause__, current.__context__])
         stack.extend(getattr(current, "exceptions", None) or [])
     return None
+
+
+def loaded_files(pipeline: dlt.Pipeline) -> set[tuple[str, str]]:
+    """(table, file format) of every job the pipeline's last run loaded, dlt's tables left out.
+
+    Merge follow-up jobs show as the `sql` format.
+    """
+    trace = pipeline.last_trace
+    info = trace.last_load_info if trace is not None else None
+    assert info is not None, "the pipeline has not loaded"
+    return {
+        (job.job_file_info.table_name, job.job_file_info.file_format)
+        for package in info.load_packages
+        for job in package.jobs["completed_jobs"]
+        if not job.job_file_info.table_name.startswith("_dlt")
+    }

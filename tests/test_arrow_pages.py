@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import dlt
 import pyarrow as pa
 import pytest
 from dlt.common.schema import Schema
@@ -12,7 +13,7 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 from sources.support_api import resources as support_resources
 from sources.support_api import support_api
 from sources.support_api.arrow_pages import ArrowBatches
-from tests.helpers import make_pipeline, table_rows
+from tests.helpers import loaded_files, make_pipeline, table_rows
 from tests.sandbox import TABLES
 
 HINTS = {
@@ -66,6 +67,36 @@ def test_a_batch_becomes_one_table_with_the_row_path_types():
 def test_batches_arrow_would_load_differently_stay_records(rows):
     (batch,) = list(batcher().batches([rows], rows=10))
     assert batch == rows
+
+
+def test_after_a_batch_stays_records_the_rest_go_page_by_page():
+    nested = [record(id=i, items=[i]) for i in range(3)]
+    flat = [[record(id=i)] for i in range(3, 6)]
+    out = list(batcher().batches([nested[:2], nested[2:], *flat], rows=3))
+    assert out == [nested, *flat]  # no arrow attempt (nor a 3-row wait) for pages after
+
+
+def test_new_columns_are_ordered_as_the_row_path_adds_them(monkeypatch):
+    rows = [
+        {"id": 1, "phone": None, "name": "a", "updated_at": "2024-01-01T00:00:00Z"},
+        {"id": 2, "phone": "555", "name": None, "email": "e", "updated_at": "2024-01-02T00:00:00Z"},
+    ]
+    batches = ArrowBatches("customers", None, {}, lambda: Schema("t"))
+    (table,) = list(batches.batches([rows], rows=10))
+    assert table.column_names == ["id", "name", "updated_at", "phone", "email"]
+    # dlt's columns come with the first record's, before columns first seen in a later one
+    monkeypatch.setattr(dlt.current, "load_package_state", lambda: {"load_id": "1.5"})
+    with_ids = batches.finish_batch(table)
+    assert with_ids.column("_dlt_load_id").to_pylist() == ["1.5", "1.5"]
+    assert with_ids.column_names == [
+        "id",
+        "name",
+        "updated_at",
+        "_dlt_load_id",
+        "_dlt_id",
+        "phone",
+        "email",
+    ]
 
 
 def test_types_already_in_the_schema_win_over_the_first_value():
@@ -132,3 +163,26 @@ def test_arrow_and_row_paths_load_the_same_tables(sandbox_factory, tmp_path, mon
     rows.run(source(server))
     for table in TABLES:
         assert values_of(arrow, table) == values_of(rows, table)
+
+
+def test_a_step_the_user_adds_receives_records(sandbox_factory, tmp_path):
+    server = sandbox_factory(seed=8, size=120, shape="desk")
+    seen: list[type] = []
+
+    def remember(item: Any) -> Any:
+        seen.append(type(item))
+        return item
+
+    plain = source(server, resources=["tickets"])
+    plain.resources["tickets"].add_map(remember)
+    pipeline = make_pipeline(tmp_path, "with_map")
+    pipeline.run(plain)
+    assert seen
+    assert set(seen) == {dict}  # one record at a time, as plain dlt hands them
+    assert table_rows(pipeline, "tickets") == [(i,) for i in sorted(server.dataset.ids("tickets"))]
+
+    seen.clear()
+    untouched = make_pipeline(tmp_path, "without_map")
+    untouched.run(source(server, resources=["tickets"]))
+    assert seen == []
+    assert loaded_files(untouched) == {("tickets", "parquet"), ("tickets", "sql")}

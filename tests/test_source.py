@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import threading
+from typing import Any
 
 import dlt
 import pytest
@@ -12,7 +14,14 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
 from sources.support_api import HTTPStatusError, http_policy, support_api, support_api_from_config
 from sources.support_api.settings import CATALOGUE
-from tests.helpers import find_cause, loaded_counts, make_pipeline, table_ids, table_rows
+from tests.helpers import (
+    find_cause,
+    loaded_counts,
+    loaded_files,
+    make_pipeline,
+    table_ids,
+    table_rows,
+)
 from tests.sandbox import Fault
 
 TABLES = [spec.name for spec in CATALOGUE]
@@ -225,14 +234,7 @@ def test_rows_updated_in_the_same_second_as_the_last_loaded_row_are_neither_lost
 
 
 def loaded_file_formats(pipeline) -> set[str]:
-    info = pipeline.last_trace.last_load_info
-    return {
-        job.job_file_info.file_format
-        for package in info.load_packages
-        for job in package.jobs["completed_jobs"]
-        if not job.job_file_info.table_name.startswith("_dlt")
-        and job.job_file_info.file_format != "sql"  # merge follow-up jobs
-    }
+    return {file_format for _, file_format in loaded_files(pipeline)} - {"sql"}
 
 
 def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
@@ -241,7 +243,8 @@ def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
     catalogue.run(desk_source(desk, resources=["brands"]))
     assert loaded_file_formats(catalogue) == {"parquet"}
 
-    # rows (a seed-style config) go as jsonl instead of row-by-row inserts
+    # a seed-style config: flat records become arrow tables too; records arrow would load
+    # differently (organizations hold a nested list) go as jsonl, not row-by-row inserts
     config = {
         "client": {
             "base_url": desk.url,
@@ -271,7 +274,15 @@ def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
     }
     pipeline = make_pipeline(tmp_path)
     pipeline.run(support_api_from_config(config))
-    assert loaded_file_formats(pipeline) == {"jsonl"}
+    assert loaded_file_formats(pipeline) == {"parquet"}
+
+    nested: Any = copy.deepcopy(config)
+    nested["resources"][0] |= {"name": "organizations"}
+    nested["resources"][0]["endpoint"]["path"] = "/v1/organizations"
+    nested_pipeline = make_pipeline(tmp_path, "nested_pipeline")
+    nested_pipeline.run(support_api_from_config(nested))
+    assert loaded_file_formats(nested_pipeline) == {"jsonl"}
+    assert table_ids(nested_pipeline, "organizations") == sorted(desk.dataset.ids("organizations"))
 
     other = make_pipeline(tmp_path, "insert_values_pipeline")
     other.run(support_api_from_config(config, file_format=None))

@@ -9,11 +9,14 @@ one type that dlt would give it on the row path:
   timestamps as `timestamp`);
 - every value must be of that type (an int in a `double` column is widened, as dlt does);
 - `json` columns hold each value serialized as JSON text;
-- names must already be normalized (snake_case).
+- names must already be normalized (snake_case);
+- a new column takes the place the row path gives it: where its first value (not its first
+  key) appears, and after `_dlt_load_id` and `_dlt_id` when that is not in the first record.
 
 Anything else (a nested object without a `json` hint, a value of another type that dlt would
-put in a variant column, a name dlt would rename) sends that batch down dlt's row path
-unchanged, so the result is the same either way, only slower.
+put in a variant column, a name dlt would rename, a nested list dlt makes a child table of)
+sends that batch down dlt's row path unchanged, so the result is the same either way, only
+slower; the pages after it follow page by page, without another try.
 
 The cursor column stays text until dlt's incremental step has filtered the batch (state keeps
 comparing text, as on the row path); `finish_batch` then types it and adds `_dlt_load_id` and
@@ -45,6 +48,10 @@ _DEFAULT_NAMING: Final = SnakeCase()
 LOAD_ID_COLUMN: Final = "_dlt_load_id"
 ROW_ID_COLUMN: Final = "_dlt_id"
 _TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
+_TYPE_LATER: Final = {b"support_api": b"timestamp"}
+"""Field metadata of a timestamp cursor kept as text until after the incremental step."""
+_DLT_AT: Final = b"support_api_dlt_at"
+"""Table metadata: where dlt's own columns go (the row path adds them with the first record)."""
 _ARROW_TYPES: Final[Mapping[str, pa.DataType]] = {
     "bigint": pa.int64(),
     "double": pa.float64(),
@@ -107,7 +114,7 @@ class ArrowBatches:
 
     Attributes:
         table: Table the batches load into.
-        cursor_field: Column kept as text until `finish_batch`.
+        cursor_field: Column kept as text until `finish_batch` (None: no incremental).
         hints: Column hints of the resource.
         schema: Returns the pipeline schema being extracted into (None outside a pipeline).
     """
@@ -115,7 +122,7 @@ class ArrowBatches:
     def __init__(
         self,
         table: str,
-        cursor_field: str,
+        cursor_field: str | None,
         hints: Mapping[str, Mapping[str, Any]],
         schema: Callable[[], Schema | None],
     ) -> None:
@@ -123,7 +130,7 @@ class ArrowBatches:
 
         Args:
             table: Table the batches load into.
-            cursor_field: The incremental cursor column.
+            cursor_field: The incremental cursor column, None without an incremental.
             hints: The resource's column hints.
             schema: The pipeline schema, read at every batch (it grows as batches are
                 extracted).
@@ -180,26 +187,40 @@ class ArrowBatches:
             if type(record) is not dict:
                 raise NotFaithful("record")
             names.update(dict.fromkeys(record))
-        arrays: list[pa.Array] = []
-        fields: list[pa.Field] = []
-        for name in names:
+        columns: list[tuple[tuple[int, int], pa.Field, pa.Array]] = []
+        for position, name in enumerate(names):
             if name.startswith("_dlt") or naming.normalize_identifier(name) != name:
                 raise NotFaithful(name)
             values = [record.get(name) for record in records]
             data_type = types.get(name)
+            order = (-1, position)
             if data_type is None:
-                first = next((v for v in values if v is not None), None)
-                if first is None:
+                at = next((i for i, v in enumerate(values) if v is not None), None)
+                if at is None:
                     continue  # no value yet: the row path creates no column either
-                data_type = _infer(first, detect_timestamps)
+                data_type = _infer(values[at], detect_timestamps)
                 if data_type is None:
                     raise NotFaithful(name)
-            array = _column(values, data_type, keep_text=name == self.cursor_field)
+                # the row path adds a column at its first value, not at its first key
+                order = (at, list(records[at]).index(name))
+            is_cursor = name == self.cursor_field
+            if is_cursor and None in values:
+                # the row path applies the incremental's `on_cursor_value_missing` to these
+                raise NotFaithful(name)
+            array = _column(values, data_type, keep_text=is_cursor)
             # declared not nullable: say so in arrow too (dlt warns on differing hints)
             nullable = name not in required or array.null_count > 0
-            arrays.append(array)
-            fields.append(pa.field(name, array.type, nullable=nullable))
-        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+            # a cursor kept as text is typed in `finish_batch`, after the incremental step
+            metadata = _TYPE_LATER if is_cursor and data_type == "timestamp" else None
+            field = pa.field(name, array.type, nullable=nullable, metadata=metadata)
+            columns.append((order, field, array))
+        if self.cursor_field is not None and self.cursor_field not in names:
+            raise NotFaithful(self.cursor_field)
+        columns.sort(key=lambda column: column[0])
+        # the row path adds `_dlt_load_id` and `_dlt_id` with the first record's columns
+        dlt_at = sum(1 for order, _, _ in columns if order[0] < 1)
+        schema = pa.schema([f for _, f, _ in columns], metadata={_DLT_AT: str(dlt_at)})
+        return pa.Table.from_arrays([array for _, _, array in columns], schema=schema)
 
     def batches(self, pages: Iterable[list[Any]], rows: int = BATCH_ROWS) -> Iterator[Any]:
         """Yields arrow tables of about `rows` rows, or a batch as records where arrow won't do.
@@ -212,11 +233,18 @@ class ArrowBatches:
             `pyarrow.Table` or the batch's list of records.
         """
         pending: list[Any] = []
+        pages = iter(pages)
         for page in pages:
             pending.extend(page)
             if len(pending) >= rows:
-                yield self._convert(pending)
+                converted = self._convert(pending)
+                yield converted
                 pending = []
+                if not isinstance(converted, pa.Table):
+                    # the table's records are not arrow's to load (nested data, mixed types):
+                    # the rest go page by page, as dlt's row path takes them
+                    yield from pages
+                    return
                 # the batch before is written by now: hand what arrow's allocator keeps
                 # cached back to the system, or RSS stays at the high-water mark into the load
                 pa.default_memory_pool().release_unused()
@@ -241,22 +269,26 @@ class ArrowBatches:
         """
         if not isinstance(item, pa.Table):
             return item
-        index = item.schema.get_field_index(self.cursor_field)
-        if index >= 0 and item.schema.field(index).type == pa.string():
+        index = -1 if self.cursor_field is None else item.schema.get_field_index(self.cursor_field)
+        field = item.schema.field(index) if index >= 0 else None
+        if field is not None and field.metadata == _TYPE_LATER:
             try:
                 typed = pc.cast(item.column(index), _TIMESTAMP)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 # the row path would parse these; hand the rows to it
                 return item.to_pylist()
-            field = item.schema.field(index)
-            item = item.set_column(index, field.with_type(_TIMESTAMP), typed)
+            item = item.set_column(index, pa.field(field.name, _TIMESTAMP, field.nullable), typed)
         load_id = dlt.current.load_package_state()["load_id"]
         rows = item.num_rows
-        item = item.append_column(
+        metadata = item.schema.metadata or {}
+        at = min(int(metadata.get(_DLT_AT, item.num_columns)), item.num_columns)
+        item = item.replace_schema_metadata(None).add_column(
+            at,
             pa.field(LOAD_ID_COLUMN, pa.string(), nullable=False),
             pa.array([load_id] * rows, type=pa.string()),
         )
-        return item.append_column(
+        return item.add_column(
+            at + 1,
             pa.field(ROW_ID_COLUMN, pa.string(), nullable=False),
             pa.array(generate_dlt_ids(rows), type=pa.string()),
         )

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pendulum
 from dlt.common.time import ensure_pendulum_datetime
@@ -46,6 +46,9 @@ class MarkDeleted:
     dlt's `hard_delete` hint deletes on a boolean true (or any non-null value of another type),
     so a status such as `status = "deleted"` is turned into a boolean column first.
     """
+
+    takes_arrow: ClassVar[bool] = True
+    """Handles arrow tables: the resource's batches stay tables with this step."""
 
     def __init__(self, field: str, value: str) -> None:
         """Remembers which field and value mean deleted.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Final, cast
 
 import dlt
 from dlt.common import jsonpath
@@ -20,7 +20,7 @@ from dlt.common.pipeline import PipelineContext
 from dlt.common.schema import Schema
 from dlt.extract import DltResource
 from dlt.extract.incremental import Incremental
-from dlt.extract.items_transform import MapItem
+from dlt.extract.items_transform import FilterItem, MapItem, YieldMapItem
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
@@ -28,7 +28,9 @@ from dlt.sources.rest_api.config_setup import (
     _set_incremental_params,
     build_resource_dependency_graph,
     create_auth,
+    create_paginator,
     create_response_hooks,
+    paginate_resource,
     setup_incremental_object,
 )
 
@@ -68,6 +70,7 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         (entry.name if isinstance(entry, DltResource) else entry["name"]): entry
         for entry in config.resources
     }
+    parent_of = {p.resolve_config["resource"] for ps in parents.values() for p in ps or []}
     built: dict[str, DltResource] = {}
     for name in graph.static_order():
         entry = by_name[name]
@@ -94,12 +97,19 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         )
         plan = config.windows.get(name)
         if plan is not None and not parent_names:
-            built[name] = _windowed_resource(
+            built[name] = _own_resource(
                 cast("dict[str, Any]", endpoint_map[name]),
                 client,
                 plan,
                 functools.partial(make_paginator, config.paginators.get(name)),
             )
+        elif (
+            auto_format
+            and not (parent_names or name in parent_of)
+            and _arrow_eligible(resource, entry, defaults)
+        ):
+            # a parent's records stay records: its children read them
+            built[name] = _own_resource(cast("dict[str, Any]", endpoint_map[name]), client)
         else:
             created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
             built[name] = created[name]
@@ -110,16 +120,48 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
     return [built[name] for name in by_name]
 
 
-def _windowed_resource(
+_ROW_HASH_STRATEGIES: Final = frozenset({"scd2", "upsert", "insert-only", "cdc"})
+"""Merge strategies whose `_dlt_id` dlt derives from the row (arrow batches get random ids)."""
+
+
+def _arrow_eligible(
+    resource: dict[str, Any], entry: dict[str, Any], defaults: dict[str, Any]
+) -> bool:
+    """Whether a top-level resource's pages may become arrow tables (`arrow_pages`).
+
+    Not when the config picks a file format, or when the merge strategy derives `_dlt_id`
+    from the row. (Processing steps are checked when the resource runs: `_steps_take_arrow`.)
+    """
+    if "file_format" in entry:
+        return False
+    disposition = resource.get("write_disposition", defaults.get("write_disposition"))
+    if isinstance(disposition, dict):
+        return disposition.get("strategy") not in _ROW_HASH_STRATEGIES
+    return True
+
+
+def _top_level_name(incremental: Incremental[Any] | None) -> str | None:
+    """The incremental's cursor when it is a top-level field arrow can compare; else None."""
+    if incremental is None:
+        return None
+    path = incremental.cursor_path
+    if not isinstance(path, str) or not path.isidentifier():
+        return None
+    return path if incremental.last_value_func in (max, min) else None
+
+
+def _own_resource(
     resource: dict[str, Any],
     client_config: dict[str, Any],
-    plan: WindowPlan,
-    new_paginator: Callable[[], BasePaginator | None],
+    plan: WindowPlan | None = None,
+    new_paginator: Callable[[], BasePaginator | None] | None = None,
 ) -> DltResource:
-    """Builds a resource read in concurrent time windows (`windows.walk_in_windows`).
+    """Builds a resource whose pages may be handed to dlt as arrow tables.
 
     The same as dlt's rest_api builds it (hints, incremental, response hooks, processing
-    steps), except for the generator.
+    steps), except for the generator: with a `plan` it reads the endpoint in concurrent time
+    windows (`windows.walk_in_windows`), without one it pages as dlt's `paginate_resource`
+    does. Batches of pages become arrow tables where that is faithful (`arrow_pages`).
     """
     resource = dict(resource)
     endpoint = resource.pop("endpoint")
@@ -132,6 +174,7 @@ def _windowed_resource(
         base_url=client_config["base_url"],
         headers=client_config.get("headers"),
         auth=create_auth(endpoint.get("auth", client_config.get("auth"))),
+        paginator=create_paginator(client_config.get("paginator")),
         session=client_config["session"],
     )
     hooks = create_response_hooks(endpoint.get("response_actions"))
@@ -142,38 +185,68 @@ def _windowed_resource(
         for page in client.paginate(
             path=path,
             params=window_params,
-            paginator=new_paginator(),
+            paginator=new_paginator() if new_paginator is not None else None,
             data_selector=selector,
             hooks=hooks,
         ):
             yield page, page.paginator.has_next_page
 
+    cursor_field = plan.cursor_field if plan is not None else _top_level_name(incremental_object)
+    arrow = plan.arrow if plan is not None else incremental_object is None or bool(cursor_field)
     batches = ArrowBatches(
         table=resource["name"],
-        cursor_field=plan.cursor_field,
+        cursor_field=cursor_field,
         hints=resource.get("columns") or {},
         schema=_current_schema,
     )
 
-    def windowed_pages(
-        incremental_object: Incremental[Any] | None = incremental_object,
-    ) -> Iterator[Any]:
-        request_params = dict(params)
-        if incremental_object is not None and incremental_param is not None:
-            # the same parameters dlt's own paging sends (`paginate_resource`)
-            request_params = _set_incremental_params(
-                request_params, incremental_object, incremental_param, transform
+    def pages_of(incremental_object: Incremental[Any] | None) -> Iterator[Any]:
+        if plan is None:
+            pages: Iterator[list[Any]] = paginate_resource(
+                method=endpoint.get("method", "GET"),
+                path=path,
+                headers=endpoint.get("headers"),
+                params=params,
+                json=endpoint.get("json"),
+                data=endpoint.get("data"),
+                paginator=endpoint.get("paginator"),
+                data_selector=selector,
+                hooks=hooks,
+                client=client,
+                incremental_object=incremental_object,
+                incremental_param=incremental_param,
+                incremental_cursor_transform=transform,
             )
-        if plan.concurrency > 1:
-            pages: Iterator[list[Any]] = walk_in_windows(fetch, plan, request_params)
         else:
-            pages = (page for page, _ in fetch(request_params))
-        if plan.arrow and loads_parquet():
+            request_params = dict(params)
+            if incremental_object is not None and incremental_param is not None:
+                # the same parameters dlt's own paging sends (`paginate_resource`)
+                request_params = _set_incremental_params(
+                    request_params, incremental_object, incremental_param, transform
+                )
+            if plan.concurrency > 1:
+                pages = walk_in_windows(fetch, plan, request_params)
+            else:
+                pages = (page for page, _ in fetch(request_params))
+        if arrow and loads_parquet() and _steps_take_arrow():
             yield from batches.batches(pages)
         else:
             yield from pages
 
-    built: DltResource = dlt.resource(windowed_pages, **resource)()
+    if incremental_object is None:
+
+        def own_pages() -> Iterator[Any]:
+            yield from pages_of(None)
+
+    else:
+        # dlt binds the incremental through this argument's default, as rest_api does
+
+        def own_pages(  # type: ignore[misc]
+            incremental_object: Incremental[Any] = incremental_object,
+        ) -> Iterator[Any]:
+            yield from pages_of(incremental_object)
+
+    built: DltResource = dlt.resource(own_pages, **resource)()
     built.add_step(_AfterIncremental(batches.finish_batch))
     for step in steps:
         if "filter" in step:
@@ -183,6 +256,27 @@ def _windowed_resource(
         if "yield_map" in step:
             built.add_yield_map(step["yield_map"])
     return built
+
+
+def _steps_take_arrow() -> bool:
+    """Whether every map and filter of the resource being extracted takes arrow tables.
+
+    A step the user added (in `processing_steps` or with `add_map`/`add_filter`) is handed
+    records, one page at a time, as plain dlt hands them; only the package's own steps take
+    arrow batches. Outside an extracting pipeline the answer is no.
+    """
+    try:
+        steps = dlt.current.resource()._pipe.steps  # noqa: SLF001 - dlt has no public accessor
+    except (DltException, KeyError):  # no resource being extracted: records are safe
+        return False
+    for step in steps[1:]:
+        if isinstance(step, MapItem | FilterItem | YieldMapItem):
+            function = getattr(step, "_f", None) or getattr(step, "_f_meta", None)
+            if not getattr(step, "takes_arrow", False) and not getattr(
+                function, "takes_arrow", False
+            ):
+                return False
+    return True
 
 
 class _AfterIncremental(MapItem):
@@ -195,6 +289,7 @@ class _AfterIncremental(MapItem):
     """
 
     placement_affinity: ClassVar[float] = 1.05
+    takes_arrow: ClassVar[bool] = True
 
 
 def _current_schema() -> Schema | None:
@@ -248,6 +343,8 @@ class _BulkFormatOnFirstPage:
     The destination is known for sure only then (the source may be created before the
     pipeline), and the hint still reaches the table schema before the first item does.
     """
+
+    takes_arrow: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._done = False

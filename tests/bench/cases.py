@@ -99,6 +99,19 @@ def build_cases(quick: bool = False) -> list[Case]:
             ratio_targets=True,
         ),
         Case(
+            "seed_flat_50k",
+            f"{tickets:,} ticket comments, seed001 shape: offset paging, flat records",
+            (
+                Group(
+                    "seed001_comments",
+                    "seed001",
+                    tickets // 2,  # the sandbox serves two comments per ticket
+                    ("ticket_comments",),
+                    ALL_VARIANTS,
+                ),
+            ),
+        ),
+        Case(
             "tickets_50k_latency20",
             f"{tickets:,} tickets, pages of 100, 20 ms per request",
             _ticket_groups(tickets, latency_ms=20.0),

@@ -23,8 +23,8 @@ from tests.sandbox import sandbox_secrets
 START_DATE: Final = "2000-01-01T00:00:00Z"
 """Initial value of the plain incremental: the same as support_api's default start date."""
 
-SEED001_SELECTOR: Final = "tickets"
-"""Where the `seed001` shape puts ticket rows (offset paging, no total)."""
+SEED001_SELECTORS: Final = {"tickets": "tickets", "ticket_comments": "comments"}
+"""Where the `seed001` shape puts each table's rows (offset paging, no total)."""
 
 
 def api_key(spec: RunSpec) -> str:
@@ -40,7 +40,7 @@ def _plain_endpoint(spec: RunSpec, table: str) -> dict[str, Any]:
     if spec.shape == "seed001":
         return {
             "path": f"/v1/{table}",
-            "data_selector": SEED001_SELECTOR,
+            "data_selector": SEED001_SELECTORS[table],
             "paginator": {
                 "type": "offset",
                 "limit": spec.page_size,
@@ -98,7 +98,7 @@ def support_api_source(spec: RunSpec) -> DltSource:
                         "name": table,
                         "endpoint": {
                             "path": f"/v1/{table}",
-                            "data_selector": SEED001_SELECTOR,
+                            "data_selector": SEED001_SELECTORS[table],
                             "paginator": {"type": "offset", "limit": spec.page_size},
                         },
                     }
