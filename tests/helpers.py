@@ -69,3 +69,25 @@ def loaded_files(pipeline: dlt.Pipeline) -> set[tuple[str, str]]:
         for job in package.jobs["completed_jobs"]
         if not job.job_file_info.table_name.startswith("_dlt")
     }
+
+
+RANDOM_IDS = ("_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id")
+"""Columns dlt fills with ids that differ from run to run."""
+
+
+def loaded_tables(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    """Every data table's columns (type, nullable) and its rows without dlt's random ids."""
+    schema = pipeline.default_schema
+    tables: dict[str, Any] = {}
+    for table in schema.data_table_names():
+        columns = schema.get_table_columns(table)
+        names = [name for name in columns if name not in RANDOM_IDS]
+        rows = table_rows(pipeline, table, ", ".join(f'"{name}"' for name in names))
+        tables[table] = {
+            "columns": {
+                name: (column.get("data_type"), column.get("nullable", True))
+                for name, column in columns.items()
+            },
+            "rows": sorted(rows, key=repr),
+        }
+    return tables

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sources.support_api import resources as support_resources
-from tests.helpers import loaded_files, make_pipeline, table_ids, table_rows
+from tests.helpers import loaded_files, loaded_tables, make_pipeline, table_ids
 from tests.sandbox import Fault
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "seeds"
@@ -144,27 +144,6 @@ def test_seed_003_is_the_one_that_does_not_retry_504():
         for p, h in handlers.items()
         if p != "003"
     )
-
-
-RANDOM_IDS = ("_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id")
-
-
-def loaded_tables(pipeline) -> dict[str, Any]:
-    """Every data table's columns (type, nullable) and its rows without dlt's random ids."""
-    schema = pipeline.default_schema
-    tables: dict[str, Any] = {}
-    for table in schema.data_table_names():
-        columns = schema.get_table_columns(table)
-        names = [name for name in columns if name not in RANDOM_IDS]
-        rows = table_rows(pipeline, table, ", ".join(f'"{name}"' for name in names))
-        tables[table] = {
-            "columns": {
-                name: (column.get("data_type"), column.get("nullable", True))
-                for name, column in columns.items()
-            },
-            "rows": sorted(rows, key=repr),
-        }
-    return tables
 
 
 def parquet_tables(pipeline) -> set[str]:
