@@ -119,6 +119,7 @@ def incremental_config(url: str, api_key: str) -> dict:
 def test_arrow_batches_with_an_incremental_load_what_plain_dlt_loads(sandbox_factory, tmp_path):
     results: dict[str, Any] = {}
     formats: dict[str, set[tuple[str, str]]] = {}
+    inputs: dict[str, Any] = {}
     factories: dict[str, Callable[[Any], DltSource]] = {
         "plain": rest_api_source,
         "ours": support_api_from_config,
@@ -127,7 +128,14 @@ def test_arrow_batches_with_an_incremental_load_what_plain_dlt_loads(sandbox_fac
         server = sandbox_factory(seed=23, size=120, shape="desk", auth="api_key_query")
         config = incremental_config(server.url, server.secrets.api_key)
         pipeline = make_pipeline(tmp_path, f"incremental_{name}")
-        pipeline.run(factory(copy.deepcopy(config)))
+        source = factory(copy.deepcopy(config))
+        inputs[name] = {
+            table: [
+                {**i, "location": i["location"].replace(server.url, "<sandbox>")} for i in r.inputs
+            ]
+            for table, r in source.resources.items()
+        }
+        pipeline.run(source)
         formats[name] = loaded_files(pipeline)
         # changes in the same second as the last cursor: the boundary rows are read again
         server.mutate(
@@ -145,3 +153,5 @@ def test_arrow_batches_with_an_incremental_load_what_plain_dlt_loads(sandbox_fac
         }
     assert {fmt for _, fmt in formats["ours"]} - {"sql"} == {"parquet"}
     assert results["ours"] == results["plain"]
+    assert inputs["ours"] == inputs["plain"]  # the data location dlt records (lineage)
+    assert inputs["ours"]["customers"]

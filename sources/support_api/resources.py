@@ -31,6 +31,7 @@ from dlt.sources.rest_api.config_setup import (
     create_paginator,
     create_response_hooks,
     paginate_resource,
+    record_endpoint_input,
     setup_incremental_object,
 )
 
@@ -247,6 +248,8 @@ def _own_resource(
             yield from pages_of(incremental_object)
 
     built: DltResource = dlt.resource(own_pages, **resource)()
+    # the data location dlt's rest_api records for each resource it builds (its lineage)
+    record_endpoint_input(built, client, path)
     built.add_step(_AfterIncremental(batches.finish_batch))
     for step in steps:
         if "filter" in step:
