@@ -11,7 +11,7 @@ from dlt.common.schema import Schema
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
 from sources.support_api import resources as support_resources
-from sources.support_api import support_api
+from sources.support_api import support_api, support_api_from_config
 from sources.support_api.arrow_pages import ArrowBatches
 from tests.helpers import loaded_files, make_pipeline, table_rows
 from tests.sandbox import TABLES
@@ -186,3 +186,48 @@ def test_a_step_the_user_adds_receives_records(sandbox_factory, tmp_path):
     untouched.run(source(server, resources=["tickets"]))
     assert seen == []
     assert loaded_files(untouched) == {("tickets", "parquet"), ("tickets", "sql")}
+
+
+def test_the_primary_key_is_not_nullable_in_arrow_as_in_dlt(sandbox_factory, tmp_path, capfd):
+    server = sandbox_factory(seed=9, size=80, shape="desk")
+    config = {
+        "client": {
+            "base_url": server.url,
+            "auth": {
+                "type": "api_key",
+                "name": "api_key",
+                "api_key": server.secrets.api_key,
+                "location": "query",
+            },
+        },
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+        "resources": [
+            {
+                "name": "customers",
+                "endpoint": {
+                    "path": "/v1/customers",
+                    "data_selector": "data",
+                    "paginator": {
+                        "type": "cursor",
+                        "cursor_path": "next_cursor",
+                        "cursor_param": "cursor",
+                    },
+                },
+            }
+        ],
+    }
+    pipeline = make_pipeline(tmp_path, "primary_key")
+    pipeline.run(support_api_from_config(config))
+    assert ("customers", "parquet") in loaded_files(pipeline)
+    # dlt warns when arrow's hints differ from the resource's (here: a nullable primary key)
+    assert "hints were different" not in capfd.readouterr().err
+    assert pipeline.default_schema.get_table_columns("customers")["id"]["nullable"] is False
+
+
+def test_a_null_in_the_primary_key_leaves_the_batch_to_the_row_path():
+    batches = ArrowBatches("tickets", None, {}, lambda: Schema("t"), primary_key=("id",))
+    rows = [{"id": 1, "name": "a"}, {"id": None, "name": "b"}]
+    (batch,) = list(batches.batches([rows], rows=10))
+    assert batch == rows
+    (table,) = list(batches.batches([rows[:1]], rows=10))
+    assert table.schema.field("id").nullable is False

@@ -25,7 +25,7 @@ comparing text, as on the row path); `finish_batch` then types it and adds `_dlt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import dlt
@@ -125,6 +125,7 @@ class ArrowBatches:
         cursor_field: str | None,
         hints: Mapping[str, Mapping[str, Any]],
         schema: Callable[[], Schema | None],
+        primary_key: Sequence[str] = (),
     ) -> None:
         """Remembers what decides each column's type.
 
@@ -134,11 +135,13 @@ class ArrowBatches:
             hints: The resource's column hints.
             schema: The pipeline schema, read at every batch (it grows as batches are
                 extracted).
+            primary_key: The resource's primary key columns: not nullable, as dlt makes them.
         """
         self.table = table
         self.cursor_field = cursor_field
         self.hints = hints
         self.schema = schema
+        self.primary_key = tuple(primary_key)
 
     def _known(self, schema: Schema | None) -> Mapping[str, Mapping[str, Any]]:
         """The table's columns in the schema, copied (another thread may be adding some)."""
@@ -155,7 +158,7 @@ class ArrowBatches:
     def _types(self, schema: Schema | None) -> tuple[dict[str, str | None], set[str]]:
         """Data type by known column, and the columns declared not nullable."""
         types: dict[str, str | None] = {}
-        required: set[str] = set()
+        required: set[str] = set(self.primary_key)
         for columns in (self._known(schema), self.hints):
             for name, column in columns.items():
                 data_type = column.get("data_type")
@@ -208,8 +211,10 @@ class ArrowBatches:
                 # the row path applies the incremental's `on_cursor_value_missing` to these
                 raise NotFaithful(name)
             array = _column(values, data_type, keep_text=is_cursor)
+            if name in required and array.null_count:
+                raise NotFaithful(name)  # the row path reports the null where dlt finds it
             # declared not nullable: say so in arrow too (dlt warns on differing hints)
-            nullable = name not in required or array.null_count > 0
+            nullable = name not in required
             # a cursor kept as text is typed in `finish_batch`, after the incremental step
             metadata = _TYPE_LATER if is_cursor and data_type == "timestamp" else None
             field = pa.field(name, array.type, nullable=nullable, metadata=metadata)

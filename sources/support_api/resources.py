@@ -141,6 +141,15 @@ def _arrow_eligible(
     return True
 
 
+def _key_columns(key: Any) -> tuple[str, ...]:
+    """A `primary_key` hint as column names (none for a dynamic hint)."""
+    if isinstance(key, str):
+        return (key,)
+    if isinstance(key, list | tuple):
+        return tuple(k for k in key if isinstance(k, str))
+    return ()
+
+
 def _top_level_name(incremental: Incremental[Any] | None) -> str | None:
     """The incremental's cursor when it is a top-level field arrow can compare; else None."""
     if incremental is None:
@@ -199,6 +208,7 @@ def _own_resource(
         cursor_field=cursor_field,
         hints=resource.get("columns") or {},
         schema=_current_schema,
+        primary_key=_key_columns(resource.get("primary_key")),
     )
 
     def pages_of(incremental_object: Incremental[Any] | None) -> Iterator[Any]:
@@ -397,12 +407,7 @@ def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> d
 def _required_fields(resource: dict[str, Any], config: NormalizedConfig) -> tuple[str, ...]:
     """Top-level fields each record must carry: the primary key and the incremental cursor."""
     defaults = config.resource_defaults
-    fields: list[str] = []
-    primary_key = resource.get("primary_key", defaults.get("primary_key"))
-    if isinstance(primary_key, str):
-        fields.append(primary_key)
-    elif isinstance(primary_key, list | tuple):
-        fields.extend(k for k in primary_key if isinstance(k, str))
+    fields = list(_key_columns(resource.get("primary_key", defaults.get("primary_key"))))
     if (cursor := top_level_cursor(resource, defaults)) is not None:
         fields.append(cursor)
     # fields added from a parent record (`_<parent>_<field>`) are not in the response
