@@ -284,6 +284,20 @@ def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
     assert loaded_file_formats(nested_pipeline) == {"jsonl"}
     assert table_ids(nested_pipeline, "organizations") == sorted(desk.dataset.ids("organizations"))
 
+    # hints arrow batches would not honour as dlt does keep records
+    variants: list[tuple[dict[str, Any], str, str]] = [
+        ({"columns": [{"name": "name", "data_type": "text"}]}, "brands", "parquet"),
+        ({"schema_contract": {"columns": "evolve"}}, "brands", "jsonl"),
+        ({"table_name": "brand_rows"}, "brand_rows", "jsonl"),
+    ]
+    for hints, table, expected in variants:
+        variant: Any = copy.deepcopy(config)
+        variant["resources"][0] |= hints
+        variant_pipeline = make_pipeline(tmp_path, f"variant_{expected}_{table}")
+        variant_pipeline.run(support_api_from_config(variant))
+        assert loaded_file_formats(variant_pipeline) == {expected}, hints
+        assert table_ids(variant_pipeline, table) == sorted(desk.dataset.ids("brands"))
+
     other = make_pipeline(tmp_path, "insert_values_pipeline")
     other.run(support_api_from_config(config, file_format=None))
     assert loaded_file_formats(other) == {"insert_values"}

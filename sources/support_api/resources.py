@@ -130,15 +130,31 @@ def _arrow_eligible(
 ) -> bool:
     """Whether a top-level resource's pages may become arrow tables (`arrow_pages`).
 
-    Not when the config picks a file format, or when the merge strategy derives `_dlt_id`
-    from the row. (Processing steps are checked when the resource runs: `_steps_take_arrow`.)
+    Not when the config picks a file format, when the merge strategy derives `_dlt_id` from
+    the row, when columns come from a model (dlt validates records with it), with a schema
+    contract (dlt applies it to records and tables differently) or a table name other than
+    the resource's. (Processing steps are checked when the resource runs:
+    `_steps_take_arrow`.)
     """
-    if "file_format" in entry:
+    if "file_format" in entry or "schema_contract" in resource or "schema_contract" in defaults:
+        return False
+    if resource.get("table_name", resource["name"]) != resource["name"]:
+        return False
+    if not isinstance(resource.get("columns") or {}, dict | list):
         return False
     disposition = resource.get("write_disposition", defaults.get("write_disposition"))
     if isinstance(disposition, dict):
         return disposition.get("strategy") not in _ROW_HASH_STRATEGIES
     return True
+
+
+def _column_hints(columns: Any) -> dict[str, Any]:
+    """Column hints by name, from a `columns` dict or list (others give none)."""
+    if isinstance(columns, dict):
+        return columns
+    if isinstance(columns, list):
+        return {c["name"]: c for c in columns if isinstance(c, dict) and "name" in c}
+    return {}
 
 
 def _key_columns(key: Any) -> tuple[str, ...]:
@@ -206,7 +222,7 @@ def _own_resource(
     batches = ArrowBatches(
         table=resource["name"],
         cursor_field=cursor_field,
-        hints=resource.get("columns") or {},
+        hints=_column_hints(resource.get("columns")),
         schema=_current_schema,
         primary_key=_key_columns(resource.get("primary_key")),
     )
