@@ -231,3 +231,12 @@ def test_a_null_in_the_primary_key_leaves_the_batch_to_the_row_path():
     assert batch == rows
     (table,) = list(batches.batches([rows[:1]], rows=10))
     assert table.schema.field("id").nullable is False
+
+
+def test_add_limit_still_counts_pages(sandbox_factory, tmp_path):
+    server = sandbox_factory(seed=10, size=400, shape="desk")
+    limited = source(server, resources=["tickets"], page_size=20, concurrency=1).add_limit(3)
+    pipeline = make_pipeline(tmp_path, "limited")
+    pipeline.run(limited)
+    # three pages of 20, not three batches of up to 5,000 rows
+    assert len(table_rows(pipeline, "tickets")) == 60

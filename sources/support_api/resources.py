@@ -20,7 +20,7 @@ from dlt.common.pipeline import PipelineContext
 from dlt.common.schema import Schema
 from dlt.extract import DltResource
 from dlt.extract.incremental import Incremental
-from dlt.extract.items_transform import FilterItem, MapItem, YieldMapItem
+from dlt.extract.items_transform import FilterItem, LimitItem, MapItem, YieldMapItem
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
@@ -292,13 +292,16 @@ def _steps_take_arrow() -> bool:
 
     A step the user added (in `processing_steps` or with `add_map`/`add_filter`) is handed
     records, one page at a time, as plain dlt hands them; only the package's own steps take
-    arrow batches. Outside an extracting pipeline the answer is no.
+    arrow batches. `add_limit(n)` keeps pages too, so it still stops after `n` pages.
+    Outside an extracting pipeline the answer is no.
     """
     try:
         steps = dlt.current.resource()._pipe.steps  # noqa: SLF001 - dlt has no public accessor
     except (DltException, KeyError):  # no resource being extracted: records are safe
         return False
     for step in steps[1:]:
+        if isinstance(step, LimitItem) and step.max_items not in (None, -1):
+            return False  # `add_limit` counts items: pages, as on plain dlt, not 5,000-row batches
         if isinstance(step, MapItem | FilterItem | YieldMapItem):
             function = getattr(step, "_f", None) or getattr(step, "_f_meta", None)
             if not getattr(step, "takes_arrow", False) and not getattr(
