@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -240,3 +244,58 @@ def test_add_limit_still_counts_pages(sandbox_factory, tmp_path):
     pipeline.run(limited)
     # three pages of 20, not three batches of up to 5,000 rows
     assert len(table_rows(pipeline, "tickets")) == 60
+
+
+ROOT = Path(__file__).resolve().parents[1]
+ROW_PATH_ONLY_RUN = """
+import sys
+import dlt
+from sources.support_api import support_api_from_config
+
+url, api_key, tmp = sys.argv[1:4]
+config = {
+    "client": {
+        "base_url": url,
+        "auth": {"type": "api_key", "name": "api_key", "api_key": api_key, "location": "query"},
+    },
+    "resources": [
+        {
+            "name": "organizations",
+            "endpoint": {
+                "path": "/v1/organizations",
+                "data_selector": "data",
+                "paginator": {
+                    "type": "cursor", "cursor_path": "next_cursor", "cursor_param": "cursor"
+                },
+            },
+        }
+    ],
+}
+pipeline = dlt.pipeline(
+    "row_path_only", destination=dlt.destinations.duckdb(tmp + "/db.duckdb"), pipelines_dir=tmp
+)
+pipeline.run(support_api_from_config(config))
+print("pyarrow" in sys.modules)
+"""
+
+
+def test_a_run_whose_records_all_take_the_row_path_never_loads_pyarrow(sandbox_factory, tmp_path):
+    server = sandbox_factory(seed=11, size=300, shape="desk")  # organizations hold lists
+    result = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [
+            sys.executable,
+            "-c",
+            ROW_PATH_ONLY_RUN,
+            server.url,
+            server.secrets.api_key,
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DLT_DATA_DIR": str(tmp_path / "dlt"), "RUNTIME__LOG_LEVEL": "ERROR"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"  # about 33 MB of RSS not spent

@@ -25,20 +25,20 @@ comparing text, as on the row path); `finish_batch` then types it and adds `_dlt
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
 import dlt
-import pyarrow as pa
-import pyarrow.compute as pc
 from dlt.common import json
 from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCase
 from dlt.common.normalizers.utils import generate_dlt_ids
 from dlt.common.schema import Schema
 from dlt.common.schema.detections import is_iso_timestamp
 
-ArrowTable = pa.Table
-"""The arrow table type batches are handed over as."""
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 BATCH_ROWS: Final = 5_000
 """Rows per arrow table: large enough that dlt's per-item work is spread thin."""
@@ -47,19 +47,41 @@ _COPY_ATTEMPTS: Final = 5
 _DEFAULT_NAMING: Final = SnakeCase()
 LOAD_ID_COLUMN: Final = "_dlt_load_id"
 ROW_ID_COLUMN: Final = "_dlt_id"
-_TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 _TYPE_LATER: Final = {b"support_api": b"timestamp"}
 """Field metadata of a timestamp cursor kept as text until after the incremental step."""
 _DLT_AT: Final = b"support_api_dlt_at"
 """Table metadata: where dlt's own columns go (the row path adds them with the first record)."""
-_ARROW_TYPES: Final[Mapping[str, pa.DataType]] = {
-    "bigint": pa.int64(),
-    "double": pa.float64(),
-    "bool": pa.bool_(),
-    "text": pa.string(),
-    "json": pa.string(),
-    "timestamp": _TIMESTAMP,
+_ARROW_TYPES: Final[Mapping[str, str]] = {
+    "bigint": "int64",
+    "double": "float64",
+    "bool": "bool_",
+    "text": "string",
+    "json": "string",
 }
+"""pyarrow's type factory for each dlt data type the arrow path takes (and `timestamp`)."""
+
+
+def _pyarrow() -> Any:
+    """pyarrow, imported when a batch first becomes a table.
+
+    A run whose records all take dlt's row path never loads it (about 33 MB of RSS, which
+    plain dlt with `jsonl` does not spend either).
+    """
+    import pyarrow as pa  # noqa: PLC0415 - deferred on purpose, see above
+    import pyarrow.compute  # noqa: PLC0415 - loads `pa.compute`, used through `pa`
+
+    return pa
+
+
+def is_arrow_table(item: Any) -> bool:
+    """Whether `item` is a pyarrow table (without importing pyarrow when nothing has)."""
+    module = sys.modules.get("pyarrow")
+    return module is not None and isinstance(item, module.Table)
+
+
+def _timestamp(lib: ModuleType) -> Any:
+    """The arrow type dlt gives a `timestamp` column: microseconds, UTC."""
+    return lib.timestamp("us", tz="UTC")
 
 
 class NotFaithful(ValueError):  # noqa: N818 - a condition, not an error shown to users
@@ -80,15 +102,13 @@ def _infer(value: Any, detect_timestamps: bool) -> str | None:
     return None
 
 
-def _column(values: list[Any], data_type: str, keep_text: bool) -> pa.Array:
-    """One column of the batch, or `NotFaithful`."""
+def _check(values: list[Any], data_type: str) -> None:
+    """Raises `NotFaithful` unless every value is of the column's data type (None aside)."""
     present = [v for v in values if v is not None]
     if data_type == "json":
         # objects and lists only: the row path treats a scalar in a json column its own way
-        if not all(type(v) is dict or type(v) is list for v in present):
-            raise NotFaithful(data_type)
-        return pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
-    if data_type == "bigint":
+        ok = all(type(v) is dict or type(v) is list for v in present)
+    elif data_type == "bigint":
         ok = all(type(v) is int for v in present)
     elif data_type == "double":
         ok = all(type(v) is float or type(v) is int for v in present)
@@ -100,12 +120,19 @@ def _column(values: list[Any], data_type: str, keep_text: bool) -> pa.Array:
         ok = False
     if not ok:
         raise NotFaithful(data_type)
+
+
+def _build(lib: ModuleType, values: list[Any], data_type: str, keep_text: bool) -> pa.Array:
+    """The arrow array of a column `_check` passed, or `NotFaithful` (e.g. beyond bigint)."""
     try:
+        if data_type == "json":
+            dumped = [None if v is None else json.dumps(v) for v in values]
+            return lib.array(dumped, type=lib.string())
         if data_type == "timestamp":
-            text = pa.array(values, type=pa.string())
-            return text if keep_text else pc.cast(text, _TIMESTAMP)
-        return pa.array(values, type=_ARROW_TYPES[data_type])
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as ex:
+            text = lib.array(values, type=lib.string())
+            return text if keep_text else lib.compute.cast(text, _timestamp(lib))
+        return lib.array(values, type=getattr(lib, _ARROW_TYPES[data_type])())
+    except (lib.ArrowInvalid, lib.ArrowTypeError, OverflowError) as ex:
         raise NotFaithful(data_type) from ex
 
 
@@ -190,7 +217,9 @@ class ArrowBatches:
             if type(record) is not dict:
                 raise NotFaithful("record")
             names.update(dict.fromkeys(record))
-        columns: list[tuple[tuple[int, int], pa.Field, pa.Array]] = []
+        # every column is checked before pyarrow is needed: records it would not take
+        # (nested lists, most often) leave without it being imported
+        checked: list[tuple[tuple[int, int], str, list[Any], str]] = []
         for position, name in enumerate(names):
             if name.startswith("_dlt") or naming.normalize_identifier(name) != name:
                 raise NotFaithful(name)
@@ -206,26 +235,32 @@ class ArrowBatches:
                     raise NotFaithful(name)
                 # the row path adds a column at its first value, not at its first key
                 order = (at, list(records[at]).index(name))
-            is_cursor = name == self.cursor_field
-            if is_cursor and None in values:
-                # the row path applies the incremental's `on_cursor_value_missing` to these
+            if (name == self.cursor_field or name in required) and None in values:
+                # the row path applies the incremental's `on_cursor_value_missing` to a
+                # missing cursor, and reports a null key where dlt finds it
                 raise NotFaithful(name)
-            array = _column(values, data_type, keep_text=is_cursor)
-            if name in required and array.null_count:
-                raise NotFaithful(name)  # the row path reports the null where dlt finds it
-            # declared not nullable: say so in arrow too (dlt warns on differing hints)
-            nullable = name not in required
-            # a cursor kept as text is typed in `finish_batch`, after the incremental step
-            metadata = _TYPE_LATER if is_cursor and data_type == "timestamp" else None
-            field = pa.field(name, array.type, nullable=nullable, metadata=metadata)
-            columns.append((order, field, array))
+            _check(values, data_type)
+            checked.append((order, name, values, data_type))
         if self.cursor_field is not None and self.cursor_field not in names:
             raise NotFaithful(self.cursor_field)
-        columns.sort(key=lambda column: column[0])
+        checked.sort(key=lambda column: column[0])
+        lib = _pyarrow()
+        arrays: list[pa.Array] = []
+        fields: list[pa.Field] = []
+        for _, name, values, data_type in checked:
+            is_cursor = name == self.cursor_field
+            array = _build(lib, values, data_type, keep_text=is_cursor)
+            # a cursor kept as text is typed in `finish_batch`, after the incremental step
+            metadata = _TYPE_LATER if is_cursor and data_type == "timestamp" else None
+            # declared not nullable: say so in arrow too (dlt warns on differing hints)
+            nullable = name not in required
+            fields.append(lib.field(name, array.type, nullable=nullable, metadata=metadata))
+            arrays.append(array)
         # the row path adds `_dlt_load_id` and `_dlt_id` with the first record's columns
-        dlt_at = sum(1 for order, _, _ in columns if order[0] < 1)
-        schema = pa.schema([f for _, f, _ in columns], metadata={_DLT_AT: str(dlt_at)})
-        return pa.Table.from_arrays([array for _, _, array in columns], schema=schema)
+        dlt_at = sum(1 for order, _, _, _ in checked if order[0] < 1)
+        schema = lib.schema(fields, metadata={_DLT_AT: str(dlt_at)})
+        table: pa.Table = lib.Table.from_arrays(arrays, schema=schema)
+        return table
 
     def batches(self, pages: Iterable[list[Any]], rows: int = BATCH_ROWS) -> Iterator[Any]:
         """Yields arrow tables of about `rows` rows, or a batch as records where arrow won't do.
@@ -245,17 +280,18 @@ class ArrowBatches:
                 converted = self._convert(pending)
                 yield converted
                 pending = []
-                if not isinstance(converted, pa.Table):
+                if not is_arrow_table(converted):
                     # the table's records are not arrow's to load (nested data, mixed types):
                     # the rest go page by page, as dlt's row path takes them
                     yield from pages
                     return
                 # the batch before is written by now: hand what arrow's allocator keeps
                 # cached back to the system, or RSS stays at the high-water mark into the load
-                pa.default_memory_pool().release_unused()
+                _pyarrow().default_memory_pool().release_unused()
         if pending:
             yield self._convert(pending)
-        pa.default_memory_pool().release_unused()
+        if "pyarrow" in sys.modules:
+            _pyarrow().default_memory_pool().release_unused()
 
     def _convert(self, records: list[Any]) -> Any:
         try:
@@ -272,30 +308,32 @@ class ArrowBatches:
         Returns:
             The table with the cursor as a UTC timestamp, `_dlt_load_id` and `_dlt_id`.
         """
-        if not isinstance(item, pa.Table):
+        if not is_arrow_table(item):
             return item
+        lib = _pyarrow()
         index = -1 if self.cursor_field is None else item.schema.get_field_index(self.cursor_field)
         field = item.schema.field(index) if index >= 0 else None
         if field is not None and field.metadata == _TYPE_LATER:
             try:
-                typed = pc.cast(item.column(index), _TIMESTAMP)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                typed = lib.compute.cast(item.column(index), _timestamp(lib))
+            except (lib.ArrowInvalid, lib.ArrowTypeError):
                 # the row path would parse these; hand the rows to it
                 return item.to_pylist()
-            item = item.set_column(index, pa.field(field.name, _TIMESTAMP, field.nullable), typed)
+            typed_field = lib.field(field.name, _timestamp(lib), field.nullable)
+            item = item.set_column(index, typed_field, typed)
         load_id = dlt.current.load_package_state()["load_id"]
         rows = item.num_rows
         metadata = item.schema.metadata or {}
         at = min(int(metadata.get(_DLT_AT, item.num_columns)), item.num_columns)
         item = item.replace_schema_metadata(None).add_column(
             at,
-            pa.field(LOAD_ID_COLUMN, pa.string(), nullable=False),
-            pa.array([load_id] * rows, type=pa.string()),
+            lib.field(LOAD_ID_COLUMN, lib.string(), nullable=False),
+            lib.array([load_id] * rows, type=lib.string()),
         )
         return item.add_column(
             at + 1,
-            pa.field(ROW_ID_COLUMN, pa.string(), nullable=False),
-            pa.array(generate_dlt_ids(rows), type=pa.string()),
+            lib.field(ROW_ID_COLUMN, lib.string(), nullable=False),
+            lib.array(generate_dlt_ids(rows), type=lib.string()),
         )
 
 
@@ -315,13 +353,15 @@ def mark_in_table(
     Returns:
         The table with the flag, or the batch as records.
     """
+    lib = _pyarrow()
     index = table.schema.get_field_index(field)
-    if index >= 0 and table.schema.field(index).type != pa.string():
+    if index >= 0 and table.schema.field(index).type != lib.string():
         return [on_records(record) for record in table.to_pylist()]
     if index < 0:
-        flags = pa.array([False] * table.num_rows, type=pa.bool_())
+        flags = lib.array([False] * table.num_rows, type=lib.bool_())
     else:
-        flags = pc.fill_null(pc.equal(table.column(index), pa.scalar(value)), fill_value=False)
+        equal = lib.compute.equal(table.column(index), lib.scalar(value))
+        flags = lib.compute.fill_null(equal, fill_value=False)
     existing = table.schema.get_field_index(column)
     if existing >= 0:
         return table.set_column(existing, column, flags)

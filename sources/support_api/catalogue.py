@@ -16,7 +16,7 @@ import pendulum
 from dlt.common.time import ensure_pendulum_datetime
 from requests.auth import AuthBase
 
-from .arrow_pages import ArrowTable, mark_in_table
+from .arrow_pages import is_arrow_table, mark_in_table
 from .config import validate_paginator
 from .errors import ConfigError
 from .http_policy import RetryPolicy
@@ -69,7 +69,7 @@ class MarkDeleted:
         if isinstance(item, dict):
             marker = item.get(self.field)
             item[DELETED_COLUMN] = marker is not None and str(marker) == self.value
-        elif isinstance(item, ArrowTable):
+        elif is_arrow_table(item):
             return mark_in_table(item, self.field, self.value, DELETED_COLUMN, self)
         return item
 

@@ -35,7 +35,7 @@ from dlt.sources.rest_api.config_setup import (
     setup_incremental_object,
 )
 
-from .arrow_pages import ArrowBatches, ArrowTable
+from .arrow_pages import ArrowBatches, is_arrow_table
 from .config import NormalizedConfig, copy_structure, make_paginator, top_level_cursor
 from .http_policy import (
     BodyRules,
@@ -386,7 +386,7 @@ class _BulkFormatOnFirstPage:
         if not self._done:
             self._done = True
             # arrow tables are written as parquet: keep them so where the destination takes it
-            arrow = isinstance(item, ArrowTable) and loads_parquet()
+            arrow = is_arrow_table(item) and loads_parquet()
             if (file_format := "parquet" if arrow else fast_file_format()) is not None:
                 # the pipeline extracts a copy of the resource: hint the one being extracted
                 dlt.current.resource().apply_hints(file_format=cast("Any", file_format))
