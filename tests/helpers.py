@@ -2,10 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import dlt
+
+
+def desk_dict_config(server: Any, tables: Sequence[str], **resource_hints: Any) -> dict[str, Any]:
+    """A rest_api-style dict reading `tables` of a `desk` sandbox, written as a user would.
+
+    The API key goes in the query; pages are cursor-paged under `data`. `resource_hints`
+    (e.g. `primary_key`) are set on every resource.
+    """
+    auth = {"type": "api_key", "name": "api_key", "api_key": server.secrets.api_key}
+    return {
+        "client": {"base_url": server.url, "auth": auth | {"location": "query"}},
+        "resources": [
+            {
+                "name": table,
+                "endpoint": {
+                    "path": f"/v1/{table}",
+                    "data_selector": "data",
+                    "paginator": {
+                        "type": "cursor",
+                        "cursor_path": "next_cursor",
+                        "cursor_param": "cursor",
+                    },
+                },
+                **resource_hints,
+            }
+            for table in tables
+        ],
+    }
 
 
 def make_pipeline(tmp_path: Path, name: str = "support_api_test") -> dlt.Pipeline:

@@ -17,7 +17,7 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 from sources.support_api import resources as support_resources
 from sources.support_api import support_api, support_api_from_config
 from sources.support_api.arrow_pages import ArrowBatches
-from tests.helpers import loaded_files, make_pipeline, table_rows
+from tests.helpers import desk_dict_config, loaded_files, make_pipeline, table_rows
 from tests.sandbox import TABLES
 
 HINTS = {
@@ -194,32 +194,8 @@ def test_a_step_the_user_adds_receives_records(sandbox_factory, tmp_path):
 
 def test_the_primary_key_is_not_nullable_in_arrow_as_in_dlt(sandbox_factory, tmp_path, capfd):
     server = sandbox_factory(seed=9, size=80, shape="desk")
-    config = {
-        "client": {
-            "base_url": server.url,
-            "auth": {
-                "type": "api_key",
-                "name": "api_key",
-                "api_key": server.secrets.api_key,
-                "location": "query",
-            },
-        },
-        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
-        "resources": [
-            {
-                "name": "customers",
-                "endpoint": {
-                    "path": "/v1/customers",
-                    "data_selector": "data",
-                    "paginator": {
-                        "type": "cursor",
-                        "cursor_path": "next_cursor",
-                        "cursor_param": "cursor",
-                    },
-                },
-            }
-        ],
-    }
+    config = desk_dict_config(server, ["customers"])
+    config["resource_defaults"] = {"primary_key": "id", "write_disposition": "merge"}
     pipeline = make_pipeline(tmp_path, "primary_key")
     pipeline.run(support_api_from_config(config))
     assert ("customers", "parquet") in loaded_files(pipeline)

@@ -10,7 +10,14 @@ from dlt.extract import DltSource
 from dlt.sources.rest_api import rest_api_source
 
 from sources.support_api import support_api_from_config
-from tests.helpers import loaded_counts, loaded_files, loaded_tables, make_pipeline, table_rows
+from tests.helpers import (
+    desk_dict_config,
+    loaded_counts,
+    loaded_files,
+    loaded_tables,
+    make_pipeline,
+    table_rows,
+)
 
 
 def plain_config(url: str, api_key: str) -> dict:
@@ -84,36 +91,19 @@ def test_same_rows_and_same_requests_as_plain_dlt(sandbox_factory, tmp_path):
     assert results["ours"]["second"]["agents"] == 3
 
 
-def incremental_config(url: str, api_key: str) -> dict:
+def incremental_config(server) -> dict:
     """Flat records read with an incremental: ours hands them to dlt as arrow batches."""
-    return {
-        "client": {
-            "base_url": url,
-            "auth": {"type": "api_key", "name": "api_key", "api_key": api_key, "location": "query"},
-        },
-        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
-        "resources": [
-            {
-                "name": table,
-                "endpoint": {
-                    "path": f"/v1/{table}",
-                    "data_selector": "data",
-                    "params": {"limit": 25},
-                    "paginator": {
-                        "type": "cursor",
-                        "cursor_path": "next_cursor",
-                        "cursor_param": "cursor",
-                    },
-                    "incremental": {
-                        "cursor_path": "updated_at",
-                        "start_param": "updated_since",
-                        "initial_value": "2000-01-01T00:00:00Z",
-                    },
-                },
-            }
-            for table in ("customers", "ticket_comments")
-        ],
-    }
+    config = desk_dict_config(server, ["customers", "ticket_comments"])
+    for resource in config["resources"]:
+        resource["endpoint"] |= {
+            "params": {"limit": 25},
+            "incremental": {
+                "cursor_path": "updated_at",
+                "start_param": "updated_since",
+                "initial_value": "2000-01-01T00:00:00Z",
+            },
+        }
+    return config | {"resource_defaults": {"primary_key": "id", "write_disposition": "merge"}}
 
 
 def test_arrow_batches_with_an_incremental_load_what_plain_dlt_loads(sandbox_factory, tmp_path):
@@ -126,7 +116,7 @@ def test_arrow_batches_with_an_incremental_load_what_plain_dlt_loads(sandbox_fac
     }
     for name, factory in factories.items():
         server = sandbox_factory(seed=23, size=120, shape="desk", auth="api_key_query")
-        config = incremental_config(server.url, server.secrets.api_key)
+        config = incremental_config(server)
         pipeline = make_pipeline(tmp_path, f"incremental_{name}")
         source = factory(copy.deepcopy(config))
         inputs[name] = {

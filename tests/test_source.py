@@ -15,6 +15,7 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 from sources.support_api import HTTPStatusError, http_policy, support_api, support_api_from_config
 from sources.support_api.settings import CATALOGUE
 from tests.helpers import (
+    desk_dict_config,
     find_cause,
     loaded_counts,
     loaded_files,
@@ -245,40 +246,12 @@ def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
 
     # a seed-style config: flat records become arrow tables too; records arrow would load
     # differently (organizations hold a nested list) go as jsonl, not row-by-row inserts
-    config = {
-        "client": {
-            "base_url": desk.url,
-            "auth": {
-                "type": "api_key",
-                "name": "api_key",
-                "api_key": desk.secrets.api_key,
-                "location": "query",
-            },
-        },
-        "resources": [
-            {
-                "name": "brands",
-                "primary_key": "id",
-                "write_disposition": "merge",
-                "endpoint": {
-                    "path": "/v1/brands",
-                    "data_selector": "data",
-                    "paginator": {
-                        "type": "cursor",
-                        "cursor_path": "next_cursor",
-                        "cursor_param": "cursor",
-                    },
-                },
-            }
-        ],
-    }
+    config: Any = desk_dict_config(desk, ["brands"], primary_key="id", write_disposition="merge")
     pipeline = make_pipeline(tmp_path)
     pipeline.run(support_api_from_config(config))
     assert loaded_file_formats(pipeline) == {"parquet"}
 
-    nested: Any = copy.deepcopy(config)
-    nested["resources"][0] |= {"name": "organizations"}
-    nested["resources"][0]["endpoint"]["path"] = "/v1/organizations"
+    nested = desk_dict_config(desk, ["organizations"], primary_key="id", write_disposition="merge")
     nested_pipeline = make_pipeline(tmp_path, "nested_pipeline")
     nested_pipeline.run(support_api_from_config(nested))
     assert loaded_file_formats(nested_pipeline) == {"jsonl"}

@@ -21,6 +21,7 @@ from dlt.common.schema import Schema
 from dlt.extract import DltResource
 from dlt.extract.incremental import Incremental
 from dlt.extract.items_transform import FilterItem, LimitItem, MapItem, YieldMapItem
+from dlt.extract.utils import ensure_table_schema_columns
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
@@ -148,15 +149,6 @@ def _arrow_eligible(
     return True
 
 
-def _column_hints(columns: Any) -> dict[str, Any]:
-    """Column hints by name, from a `columns` dict or list (others give none)."""
-    if isinstance(columns, dict):
-        return columns
-    if isinstance(columns, list):
-        return {c["name"]: c for c in columns if isinstance(c, dict) and "name" in c}
-    return {}
-
-
 def _key_columns(key: Any) -> tuple[str, ...]:
     """A `primary_key` hint as column names (none for a dynamic hint)."""
     if isinstance(key, str):
@@ -222,7 +214,8 @@ def _own_resource(
     batches = ArrowBatches(
         table=resource["name"],
         cursor_field=cursor_field,
-        hints=_column_hints(resource.get("columns")),
+        # a dict or a list (`_arrow_eligible`; catalogue resources declare a dict)
+        hints=ensure_table_schema_columns(resource.get("columns") or {}),
         schema=_current_schema,
         primary_key=_key_columns(resource.get("primary_key")),
     )
