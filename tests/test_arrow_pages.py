@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,9 +15,13 @@ import pytest
 from dlt.common.schema import Schema
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
+from sources.support_api import arrow_pages, support_api, support_api_from_config
 from sources.support_api import resources as support_resources
-from sources.support_api import support_api, support_api_from_config
-from sources.support_api.arrow_pages import ArrowBatches
+from sources.support_api.arrow_pages import (
+    JSON_AS_TEXT_WARNINGS,
+    ArrowBatches,
+    only_json_as_text_differs,
+)
 from tests.helpers import desk_dict_config, loaded_files, make_pipeline, table_rows
 from tests.sandbox import TABLES
 
@@ -202,6 +207,59 @@ def test_the_primary_key_is_not_nullable_in_arrow_as_in_dlt(sandbox_factory, tmp
     # dlt warns when arrow's hints differ from the resource's (here: a nullable primary key)
     assert "hints were different" not in capfd.readouterr().err
     assert pipeline.default_schema.get_table_columns("customers")["id"]["nullable"] is False
+
+
+def test_json_columns_as_arrow_text_log_no_warning_per_batch(
+    sandbox_factory, tmp_path, capfd, monkeypatch
+):
+    server = sandbox_factory(seed=9, size=450, shape="desk")
+    pipeline = make_pipeline(tmp_path, "json_columns")
+    plain = source(server, resources=["tickets"])
+    plain.resources["tickets"].add_map(lambda page: page)  # records: the row path, to compare
+    pipeline.run(plain)
+    fast = make_pipeline(tmp_path, "json_columns_arrow")
+    monkeypatch.setattr(arrow_pages, "BATCH_ROWS", 100)  # several batches, each warned of
+    fast.run(source(server, resources=["tickets"]))
+    assert ("tickets", "parquet") in loaded_files(fast)
+    # dlt warned on every batch: the resource's `json` hint differs from arrow's text
+    assert "hints were different" not in capfd.readouterr().err
+    for name in ("tags", "custom_fields"):
+        assert fast.default_schema.get_table_columns("tickets")[name]["data_type"] == "json"
+    query = "SELECT id, tags, custom_fields FROM tickets ORDER BY id"
+    assert _fetch(fast, query) == _fetch(pipeline, query)
+
+
+def _fetch(pipeline: dlt.Pipeline, query: str) -> list[tuple[Any, ...]]:
+    with pipeline.sql_client() as client:
+        return [tuple(row) for row in client.execute_sql(query) or ()]
+
+
+def test_only_a_json_column_as_text_is_an_expected_difference():
+    no_cursor = ArrowBatches("tickets", None, HINTS, lambda: Schema("t"))
+    table = no_cursor.to_arrow([record(id=1, tags=["x"]), record(id=2, tags=None)])
+    assert only_json_as_text_differs(table, HINTS)
+    assert not only_json_as_text_differs(table, {"id": {"data_type": "bigint"}})
+    # any other difference (here milliseconds declared, microseconds in arrow) still warns
+    precise: dict[str, dict[str, Any]] = {
+        **HINTS,
+        "updated_at": {"data_type": "timestamp", "precision": 3},
+    }
+    assert not only_json_as_text_differs(table, precise)
+
+
+def test_the_filter_drops_one_announced_warning_of_that_resource_only():
+    def warning(resource: str) -> logging.LogRecord:
+        message = (
+            f"In resource: {resource}, when merging arrow schema with dlt schema, several"
+            " column hints were different."
+        )
+        return logging.LogRecord("dlt", logging.WARNING, __file__, 1, message, None, None)
+
+    JSON_AS_TEXT_WARNINGS.expect("tickets")
+    assert JSON_AS_TEXT_WARNINGS.filter(warning("tickets_archive"))
+    assert JSON_AS_TEXT_WARNINGS.filter(warning("comments"))
+    assert not JSON_AS_TEXT_WARNINGS.filter(warning("tickets"))
+    assert JSON_AS_TEXT_WARNINGS.filter(warning("tickets"))  # announced once, dropped once
 
 
 def test_a_null_in_the_primary_key_leaves_the_batch_to_the_row_path():

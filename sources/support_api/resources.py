@@ -294,7 +294,7 @@ def _steps_take_arrow() -> bool:
         return False
     for step in steps[1:]:
         if isinstance(step, LimitItem) and step.max_items not in (None, -1):
-            return False  # `add_limit` counts items: pages, as on plain dlt, not 5,000-row batches
+            return False  # `add_limit` counts items: pages, as on plain dlt, not arrow batches
         if isinstance(step, MapItem | FilterItem | YieldMapItem):
             function = getattr(step, "_f", None) or getattr(step, "_f_meta", None)
             if not getattr(step, "takes_arrow", False) and not getattr(
