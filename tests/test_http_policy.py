@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import cast
 
@@ -122,6 +123,39 @@ def test_an_answer_overtaken_by_a_later_one_is_not_a_new_window():
     overtaken.elapsed = timedelta(seconds=1)  # sent before the answer that left 5
     pacer.observe(overtaken)
     for _ in range(5):
+        pacer.acquire()
+    assert sleeps == []
+    pacer.acquire()
+    assert len(sleeps) == 1
+
+
+def test_an_answer_read_late_is_dated_by_its_request_not_by_its_elapsed_time():
+    pacer, clock, sleeps = pacer_with_clock()
+    pacer.observe(response(headers=limits(10, 5, limit=20)))
+    # A and B go out together; the server counts A (5 left), then B (4 left)
+    read_a, read_b = threading.Event(), threading.Event()
+
+    def send(remaining: int, read: threading.Event) -> None:
+        pacer.acquire()
+        read.wait()
+        answer = response(headers=limits(remaining, 5, limit=20))
+        answer.elapsed = timedelta(seconds=0.01)  # A's thread reads its answer late
+        pacer.observe(answer)
+        pacer.release()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a = pool.submit(send, 5, read_a)
+        b = pool.submit(send, 4, read_b)
+        while pacer._in_flight < 2:  # both sent before either answer is read
+            time.sleep(0.001)
+        clock.advance(0.05)
+        read_b.set()
+        b.result()
+        clock.advance(0.15)
+        read_a.set()
+        a.result()
+    # A was sent before B's answer: its higher count is the same window, not a new one
+    for _ in range(4):
         pacer.acquire()
     assert sleeps == []
     pacer.acquire()

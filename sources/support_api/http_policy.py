@@ -189,7 +189,10 @@ class RateLimitPacer:
     sent in the last window may already have been counted in this one. An answer to a request
     sent in the last window is not read as this window's budget. An answer showing more budget
     than the lowest seen, to a request sent after that lowest one was answered, means the
-    server's window turned early: the pacer follows it at once.
+    server's window turned early: the pacer follows it at once. An answer is dated by the
+    moment its request was let out (`acquire`), which is never after it was sent; the
+    request's `elapsed` time is not used for that, as a thread that reads the answer late
+    would make the request look sent later than it was.
     """
 
     def __init__(
@@ -216,6 +219,7 @@ class RateLimitPacer:
         self._seen_at: float | None = None
         self._window_start = -math.inf
         self._window_end = math.inf
+        self._sent = threading.local()
 
     def acquire(self) -> None:
         """Blocks until the rate limit allows another request, then counts it as sent."""
@@ -232,6 +236,8 @@ class RateLimitPacer:
                 # a response or a finished request may free budget before the delay is over
                 self._changed.wait(min(delay, self._max_wait))
             self._in_flight += 1
+            # the answers this thread observes until `release` are to a request sent after now
+            self._sent.at = self._clock()
 
     def _delay(self) -> float:
         """Seconds until the next request may go out (called with the lock held)."""
@@ -259,6 +265,7 @@ class RateLimitPacer:
         """Counts a request answered (or failed) and wakes the threads waiting for budget."""
         with self._changed:
             self._in_flight -= 1
+            self._sent.at = None
             self._changed.notify_all()
 
     def observe(self, response: Response, *_args: Any, **_kwargs: Any) -> None:
@@ -277,7 +284,9 @@ class RateLimitPacer:
             now = self._turn_window()
             if retry_after is not None:
                 self._resume_at = max(self._resume_at, now + min(retry_after, self._max_wait))
-            sent_at = now - response.elapsed.total_seconds()
+            sent_at = getattr(self._sent, "at", None)
+            if sent_at is None:  # a response the pacer did not let out: its own timing
+                sent_at = now - response.elapsed.total_seconds()
             if remaining is not None and sent_at >= self._window_start:
                 # without a reset header, look again in a second
                 ends = now + min(reset if reset is not None else 1.0, self._max_wait)
