@@ -29,6 +29,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain, repeat
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -49,6 +50,7 @@ fast as 5,000), small enough that the records waiting for a batch stay few (abou
 peak RSS than 5,000 on 1M tickets)."""
 
 _COPY_ATTEMPTS: Final = 5
+_DICT_ONLY: Final = frozenset((dict,))
 _DEFAULT_NAMING: Final = SnakeCase()
 LOAD_ID_COLUMN: Final = "_dlt_load_id"
 ROW_ID_COLUMN: Final = "_dlt_id"
@@ -178,23 +180,22 @@ def _infer(value: Any, detect_timestamps: bool) -> str | None:
     return None
 
 
+_ALLOWED: Final[Mapping[str, frozenset[type]]] = {
+    # objects and lists only: the row path treats a scalar in a json column its own way
+    "json": frozenset((dict, list, type(None))),
+    "bigint": frozenset((int, type(None))),
+    "double": frozenset((float, int, type(None))),  # an int is widened, as dlt does
+    "bool": frozenset((bool, type(None))),
+    "text": frozenset((str, type(None))),
+    "timestamp": frozenset((str, type(None))),
+}
+"""The Python types (`type(v)`, so a bool is no int) each data type's column may hold."""
+
+
 def _check(values: list[Any], data_type: str) -> None:
     """Raises `NotFaithful` unless every value is of the column's data type (None aside)."""
-    present = [v for v in values if v is not None]
-    if data_type == "json":
-        # objects and lists only: the row path treats a scalar in a json column its own way
-        ok = all(type(v) is dict or type(v) is list for v in present)
-    elif data_type == "bigint":
-        ok = all(type(v) is int for v in present)
-    elif data_type == "double":
-        ok = all(type(v) is float or type(v) is int for v in present)
-    elif data_type == "bool":
-        ok = all(type(v) is bool for v in present)
-    elif data_type in ("text", "timestamp"):
-        ok = all(type(v) is str for v in present)
-    else:
-        ok = False
-    if not ok:
+    allowed = _ALLOWED.get(data_type)
+    if allowed is None or not allowed.issuperset(map(type, values)):
         raise NotFaithful(data_type)
 
 
@@ -202,7 +203,8 @@ def _build(lib: ModuleType, values: list[Any], data_type: str, keep_text: bool) 
     """The arrow array of a column `_check` passed, or `NotFaithful` (e.g. beyond bigint)."""
     try:
         if data_type == "json":
-            dumped = [None if v is None else json.dumps(v) for v in values]
+            # dlt's serializer, as bytes: arrow takes UTF-8 bytes for a string column
+            dumped = [None if v is None else json.dumpb(v) for v in values]
             return lib.array(dumped, type=lib.string())
         if data_type == "timestamp":
             text = lib.array(values, type=lib.string())
@@ -290,17 +292,16 @@ class ArrowBatches:
         detect_timestamps = "iso_timestamp" in (detections or [])
         types, required = self._types(schema)
         names: dict[str, None] = dict.fromkeys(n for n in types if not n.startswith("_dlt"))
-        for record in records:
-            if type(record) is not dict:
-                raise NotFaithful("record")
-            names.update(dict.fromkeys(record))
+        if not _DICT_ONLY.issuperset(map(type, records)):
+            raise NotFaithful("record")
+        names.update(dict.fromkeys(chain.from_iterable(records)))  # in order of appearance
         # every column is checked before pyarrow is needed: records it would not take
         # (nested lists, most often) leave without it being imported
         checked: list[tuple[tuple[int, int], str, list[Any], str]] = []
         for position, name in enumerate(names):
             if name.startswith("_dlt") or naming.normalize_identifier(name) != name:
                 raise NotFaithful(name)
-            values = [record.get(name) for record in records]
+            values = list(map(dict.get, records, repeat(name)))
             data_type = types.get(name)
             order = (-1, position)
             if data_type is None:
