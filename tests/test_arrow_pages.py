@@ -225,13 +225,8 @@ def test_json_columns_as_arrow_text_log_no_warning_per_batch(
     assert "hints were different" not in capfd.readouterr().err
     for name in ("tags", "custom_fields"):
         assert fast.default_schema.get_table_columns("tickets")[name]["data_type"] == "json"
-    query = "SELECT id, tags, custom_fields FROM tickets ORDER BY id"
-    assert _fetch(fast, query) == _fetch(pipeline, query)
-
-
-def _fetch(pipeline: dlt.Pipeline, query: str) -> list[tuple[Any, ...]]:
-    with pipeline.sql_client() as client:
-        return [tuple(row) for row in client.execute_sql(query) or ()]
+    columns = "id, tags, custom_fields"
+    assert table_rows(fast, "tickets", columns) == table_rows(pipeline, "tickets", columns)
 
 
 def test_only_a_json_column_as_text_is_an_expected_difference():

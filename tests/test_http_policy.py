@@ -146,7 +146,9 @@ def test_an_answer_read_late_is_dated_by_its_request_not_by_its_elapsed_time():
     with ThreadPoolExecutor(max_workers=2) as pool:
         a = pool.submit(send, 5, read_a)
         b = pool.submit(send, 4, read_b)
+        deadline = time.monotonic() + 10
         while pacer._in_flight < 2:  # both sent before either answer is read
+            assert time.monotonic() < deadline, "both requests should be let out at once"
             time.sleep(0.001)
         clock.advance(0.05)
         read_b.set()

@@ -91,6 +91,10 @@ def _timestamp(lib: ModuleType) -> Any:
     return lib.timestamp("us", tz="UTC")
 
 
+_HINTS_WARNING: Final = "when merging arrow schema with dlt schema"
+"""What follows `In resource: <name>, ` in the warning of dlt's arrow extractor."""
+
+
 class _JsonAsTextWarnings(logging.Filter):
     """Drops dlt's warning about a batch whose only differing hint is a `json` column as text.
 
@@ -107,7 +111,14 @@ class _JsonAsTextWarnings(logging.Filter):
         self._lock = threading.Lock()
 
     def expect(self, resource_name: str) -> None:
-        """Announces the next hints warning of `resource_name` as json-as-text only."""
+        """Announces the next hints warning of `resource_name` as json-as-text only.
+
+        The filter is on dlt's logger from the first announcement on (dlt creates that
+        logger when a pipeline starts, under the name its runtime config gives).
+        """
+        logger = dlt_logger.LOGGER
+        if logger is not None and self not in logger.filters:
+            logger.addFilter(self)
         with self._lock:
             self._expected.add(resource_name)
 
@@ -124,9 +135,8 @@ class _JsonAsTextWarnings(logging.Filter):
         return True
 
 
-_HINTS_WARNING: Final = "when merging arrow schema with dlt schema"
 JSON_AS_TEXT_WARNINGS: Final = _JsonAsTextWarnings()
-"""The filter on dlt's logger (added when an arrow batch first has a `json` column)."""
+"""The filter on dlt's logger (added at the first batch announced to it)."""
 
 
 def only_json_as_text_differs(table: pa.Table, hints: Mapping[str, Mapping[str, Any]]) -> bool:
@@ -415,10 +425,6 @@ class ArrowBatches:
             lib.array(generate_dlt_ids(rows), type=lib.string()),
         )
         if self._has_json and only_json_as_text_differs(item, self.hints):
-            if dlt_logger.LOGGER is not None and JSON_AS_TEXT_WARNINGS not in (
-                dlt_logger.LOGGER.filters
-            ):
-                dlt_logger.LOGGER.addFilter(JSON_AS_TEXT_WARNINGS)
             JSON_AS_TEXT_WARNINGS.expect(self.table)
         return item
 
