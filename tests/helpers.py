@@ -100,6 +100,30 @@ def loaded_files(pipeline: dlt.Pipeline) -> set[tuple[str, str]]:
     }
 
 
+def extracted_files(pipeline: dlt.Pipeline) -> set[tuple[str, str]]:
+    """(table, file format) of every file the pipeline's last extract wrote, dlt's tables left out.
+
+    Arrow tables are written as `parquet`, records as `typed-jsonl` (whatever format they
+    load from later).
+    """
+    trace = pipeline.last_trace
+    info = trace.last_extract_info if trace is not None else None
+    assert info is not None, "the pipeline has not extracted"
+    files: set[tuple[str, str]] = set()
+    for metrics in info.metrics.values():
+        for step in metrics:
+            for name in step["job_metrics"]:
+                table, _, file_format = name.removesuffix(".gz").split(".", 2)
+                if not table.startswith("_dlt"):
+                    files.add((table, file_format))
+    return files
+
+
+def arrow_tables(pipeline: dlt.Pipeline) -> set[str]:
+    """Tables the last extract received as arrow tables (not as records)."""
+    return {table for table, file_format in extracted_files(pipeline) if file_format == "parquet"}
+
+
 RANDOM_IDS = ("_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id")
 """Columns dlt fills with ids that differ from run to run."""
 

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import dlt
@@ -22,7 +18,7 @@ from sources.support_api.arrow_pages import (
     ArrowBatches,
     only_json_as_text_differs,
 )
-from tests.helpers import desk_dict_config, loaded_files, make_pipeline, table_rows
+from tests.helpers import arrow_tables, desk_dict_config, make_pipeline, table_rows
 from tests.sandbox import TABLES
 
 HINTS = {
@@ -145,15 +141,12 @@ def test_arrow_and_row_paths_load_the_same_tables(sandbox_factory, tmp_path, mon
     server = sandbox_factory(seed=6, size=600, shape="desk")
     arrow = make_pipeline(tmp_path, "arrow")
     arrow.run(source(server))
-    load_info = arrow.last_trace.last_load_info if arrow.last_trace else None
-    assert load_info is not None
-    jobs = load_info.load_packages[0].jobs["completed_jobs"]
-    formats = {job.job_file_info.file_format for job in jobs if "tickets" in job.file_path}
-    assert formats - {"sql"} == {"parquet"}  # sql: the merge statements
+    assert "tickets" in arrow_tables(arrow)
 
     monkeypatch.setattr(support_resources, "loads_parquet", lambda: False)
     rows = make_pipeline(tmp_path, "rows")
     rows.run(source(server))
+    assert arrow_tables(rows) == set()
 
     assert columns_of(arrow) == columns_of(rows)
     for table in TABLES:
@@ -188,13 +181,14 @@ def test_a_step_the_user_adds_receives_records(sandbox_factory, tmp_path):
     pipeline.run(plain)
     assert seen
     assert set(seen) == {dict}  # one record at a time, as plain dlt hands them
+    assert arrow_tables(pipeline) == set()
     assert table_rows(pipeline, "tickets") == [(i,) for i in sorted(server.dataset.ids("tickets"))]
 
     seen.clear()
     untouched = make_pipeline(tmp_path, "without_map")
     untouched.run(source(server, resources=["tickets"]))
     assert seen == []
-    assert loaded_files(untouched) == {("tickets", "parquet"), ("tickets", "sql")}
+    assert arrow_tables(untouched) == {"tickets"}
 
 
 def test_the_primary_key_is_not_nullable_in_arrow_as_in_dlt(sandbox_factory, tmp_path, capfd):
@@ -203,7 +197,7 @@ def test_the_primary_key_is_not_nullable_in_arrow_as_in_dlt(sandbox_factory, tmp
     config["resource_defaults"] = {"primary_key": "id", "write_disposition": "merge"}
     pipeline = make_pipeline(tmp_path, "primary_key")
     pipeline.run(support_api_from_config(config))
-    assert ("customers", "parquet") in loaded_files(pipeline)
+    assert arrow_tables(pipeline) == {"customers"}
     # dlt warns when arrow's hints differ from the resource's (here: a nullable primary key)
     assert "hints were different" not in capfd.readouterr().err
     assert pipeline.default_schema.get_table_columns("customers")["id"]["nullable"] is False
@@ -220,7 +214,7 @@ def test_json_columns_as_arrow_text_log_no_warning_per_batch(
     fast = make_pipeline(tmp_path, "json_columns_arrow")
     monkeypatch.setattr(arrow_pages, "BATCH_ROWS", 100)  # several batches, each warned of
     fast.run(source(server, resources=["tickets"]))
-    assert ("tickets", "parquet") in loaded_files(fast)
+    assert arrow_tables(fast) == {"tickets"}
     # dlt warned on every batch: the resource's `json` hint differs from arrow's text
     assert "hints were different" not in capfd.readouterr().err
     for name in ("tags", "custom_fields"):
@@ -273,58 +267,3 @@ def test_add_limit_still_counts_pages(sandbox_factory, tmp_path):
     pipeline.run(limited)
     # three pages of 20, not three batches of up to 5,000 rows
     assert len(table_rows(pipeline, "tickets")) == 60
-
-
-ROOT = Path(__file__).resolve().parents[1]
-ROW_PATH_ONLY_RUN = """
-import sys
-import dlt
-from sources.support_api import support_api_from_config
-
-url, api_key, tmp = sys.argv[1:4]
-config = {
-    "client": {
-        "base_url": url,
-        "auth": {"type": "api_key", "name": "api_key", "api_key": api_key, "location": "query"},
-    },
-    "resources": [
-        {
-            "name": "organizations",
-            "endpoint": {
-                "path": "/v1/organizations",
-                "data_selector": "data",
-                "paginator": {
-                    "type": "cursor", "cursor_path": "next_cursor", "cursor_param": "cursor"
-                },
-            },
-        }
-    ],
-}
-pipeline = dlt.pipeline(
-    "row_path_only", destination=dlt.destinations.duckdb(tmp + "/db.duckdb"), pipelines_dir=tmp
-)
-pipeline.run(support_api_from_config(config))
-print("pyarrow" in sys.modules)
-"""
-
-
-def test_a_run_whose_records_all_take_the_row_path_never_loads_pyarrow(sandbox_factory, tmp_path):
-    server = sandbox_factory(seed=11, size=300, shape="desk")  # organizations hold lists
-    result = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [
-            sys.executable,
-            "-c",
-            ROW_PATH_ONLY_RUN,
-            server.url,
-            server.secrets.api_key,
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "DLT_DATA_DIR": str(tmp_path / "dlt"), "RUNTIME__LOG_LEVEL": "ERROR"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "False"  # about 33 MB of RSS not spent

@@ -13,9 +13,12 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
 from sources.support_api import HTTPStatusError, http_policy, support_api, support_api_from_config
+from sources.support_api import resources as support_resources
 from sources.support_api.settings import CATALOGUE
 from tests.helpers import (
+    arrow_tables,
     desk_dict_config,
+    extracted_files,
     find_cause,
     loaded_counts,
     loaded_files,
@@ -239,36 +242,41 @@ def loaded_file_formats(pipeline) -> set[str]:
 
 
 def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
-    # catalogue resources arrive as arrow tables: parquet
+    # catalogue resources arrive as arrow tables, written and loaded as parquet
     catalogue = make_pipeline(tmp_path, "catalogue")
     catalogue.run(desk_source(desk, resources=["brands"]))
     assert loaded_file_formats(catalogue) == {"parquet"}
+    assert arrow_tables(catalogue) == {"brands"}
 
-    # a seed-style config: flat records become arrow tables too; records arrow would load
-    # differently (organizations hold a nested list) go as jsonl, not row-by-row inserts
+    # a seed-style config: flat records become arrow tables too
     config: Any = desk_dict_config(desk, ["brands"], primary_key="id", write_disposition="merge")
     pipeline = make_pipeline(tmp_path)
     pipeline.run(support_api_from_config(config))
     assert loaded_file_formats(pipeline) == {"parquet"}
+    assert arrow_tables(pipeline) == {"brands"}
 
+    # records arrow would load differently (organizations hold a nested list) stay records,
+    # normalized by dlt, and load from parquet too rather than from row-by-row inserts
     nested = desk_dict_config(desk, ["organizations"], primary_key="id", write_disposition="merge")
     nested_pipeline = make_pipeline(tmp_path, "nested_pipeline")
     nested_pipeline.run(support_api_from_config(nested))
-    assert loaded_file_formats(nested_pipeline) == {"jsonl"}
+    assert extracted_files(nested_pipeline) == {("organizations", "typed-jsonl")}
+    assert loaded_file_formats(nested_pipeline) == {"parquet"}
     assert table_ids(nested_pipeline, "organizations") == sorted(desk.dataset.ids("organizations"))
 
     # hints arrow batches would not honour as dlt does keep records
-    variants: list[tuple[dict[str, Any], str, str]] = [
-        ({"columns": [{"name": "name", "data_type": "text"}]}, "brands", "parquet"),
-        ({"schema_contract": {"columns": "evolve"}}, "brands", "jsonl"),
-        ({"table_name": "brand_rows"}, "brand_rows", "jsonl"),
+    variants: list[tuple[dict[str, Any], str, bool]] = [
+        ({"columns": [{"name": "name", "data_type": "text"}]}, "brands", True),
+        ({"schema_contract": {"columns": "evolve"}}, "brands", False),
+        ({"table_name": "brand_rows"}, "brand_rows", False),
     ]
-    for hints, table, expected in variants:
+    for hints, table, arrow in variants:
         variant: Any = copy.deepcopy(config)
         variant["resources"][0] |= hints
-        variant_pipeline = make_pipeline(tmp_path, f"variant_{expected}_{table}")
+        variant_pipeline = make_pipeline(tmp_path, f"variant_{arrow}_{table}")
         variant_pipeline.run(support_api_from_config(variant))
-        assert loaded_file_formats(variant_pipeline) == {expected}, hints
+        assert arrow_tables(variant_pipeline) == ({table} if arrow else set()), hints
+        assert loaded_file_formats(variant_pipeline) == {"parquet"}, hints
         assert table_ids(variant_pipeline, table) == sorted(desk.dataset.ids("brands"))
 
     other = make_pipeline(tmp_path, "insert_values_pipeline")
@@ -276,6 +284,16 @@ def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
     assert loaded_file_formats(other) == {"insert_values"}
     assert table_ids(other, "brands") == table_ids(pipeline, "brands")
     assert table_ids(catalogue, "brands") == table_ids(pipeline, "brands")
+
+
+def test_without_pyarrow_records_stay_records_and_load_from_jsonl(desk, tmp_path, monkeypatch):
+    monkeypatch.setattr(support_resources, "_has_pyarrow", lambda: False)
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(desk_source(desk, resources=["brands", "organizations"]))
+    assert arrow_tables(pipeline) == set()
+    assert loaded_file_formats(pipeline) == {"jsonl"}
+    for table in ("brands", "organizations"):
+        assert table_ids(pipeline, table) == sorted(desk.dataset.ids(table))
 
 
 @pytest.mark.parametrize("grant", ["refresh_token", "client_credentials"])

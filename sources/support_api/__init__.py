@@ -82,8 +82,8 @@ def support_api(
             `max_retries`, `backoff_factor`, `max_retry_delay`, `timeout`.
         endpoints: Per-resource overrides, e.g. `{"tickets": {"path": "/api/v2/tickets",
             "cursor_field": "modifiedTime", "updated_since_param": "start_time"}}`.
-        file_format: Load file format of every table. `auto` (default) uses jsonl (else
-            parquet) when the active pipeline's destination would otherwise insert row by row;
+        file_format: Load file format of every table. `auto` (default) uses parquet (else
+            jsonl) when the active pipeline's destination would otherwise insert row by row;
             None leaves the choice to `pipeline.run(loader_file_format=...)`.
         parallelized: Extract the resources in parallel threads (one shared auth object).
         allow_external_schedulers: Take the window from an external scheduler (Airflow through

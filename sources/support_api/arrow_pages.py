@@ -71,8 +71,8 @@ _ARROW_TYPES: Final[Mapping[str, str]] = {
 def _pyarrow() -> Any:
     """pyarrow, imported when a batch first becomes a table.
 
-    A run whose records all take dlt's row path never loads it (about 33 MB of RSS, which
-    plain dlt with `jsonl` does not spend either).
+    A run into a destination that loads no parquet (PostgreSQL, say) never loads it (about
+    33 MB of RSS).
     """
     import pyarrow as pa  # noqa: PLC0415 - deferred on purpose, see above
     import pyarrow.compute  # noqa: PLC0415 - loads `pa.compute`, used through `pa`

@@ -65,7 +65,7 @@ class NormalizedConfig:
         policies: Retry policy per resource name.
         client_paginator: The client-level paginator config, used where a resource sets none.
         file_format: Load file format hint for resources that set none: `auto` picks a bulk
-            format (jsonl, else parquet) when the active pipeline's destination would
+            format (parquet, else jsonl) when the active pipeline's destination would
             otherwise insert row by row; None leaves it to `pipeline.run(loader_file_format=)`.
         parallelized: Extract resources that set no `parallelized` in parallel threads.
         windows: Resources read in concurrent time windows of their updated timestamp (the
