@@ -7,9 +7,11 @@ import math
 
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
+from requests import Response
 
 from sources.support_api import PaginationError, support_api_from_config
-from sources.support_api.paginators import DEFAULT_PREFETCH_PAGES
+from sources.support_api.config import make_paginator
+from sources.support_api.paginators import DEFAULT_PREFETCH_PAGES, CursorPaginator
 from tests.helpers import find_cause, make_pipeline, table_ids
 from tests.sandbox import Fault
 
@@ -122,3 +124,18 @@ def test_repeating_cursor_or_link_raises_instead_of_looping(sandbox_factory, tmp
     assert "twice" in str(error)
     assert server.url.split("//")[1] in str(error)
     assert len(server.requests(path=path)) == 2
+
+
+def test_paginators_of_one_config_share_compiled_paths_not_state():
+    config = {"type": "cursor", "cursor_path": "meta.next", "cursor_param": "cursor", "limit": 5}
+    first, second = make_paginator(config), make_paginator(config)
+    assert isinstance(first, CursorPaginator)
+    assert isinstance(second, CursorPaginator)
+    # jsonpath_ng builds a parser per compile: each window's paginator reuses one path
+    assert first.cursor_path is second.cursor_path
+    response = Response()
+    response._content = json.dumps({"meta": {"next": "abc"}, "data": [{"id": 1}]}).encode()
+    first.update_state(response, [{"id": 1}])
+    assert first.has_next_page
+    assert first._next_reference == "abc"
+    assert second._next_reference is None

@@ -326,10 +326,18 @@ def _current_schema() -> Schema | None:
 
 
 def _destination_capabilities() -> DestinationCapabilitiesContext | None:
-    """Capabilities of the active pipeline's destination; None without one."""
-    context = Container()[PipelineContext]
+    """Capabilities of the active pipeline's destination; None without one.
+
+    While a pipeline runs a step, dlt has put them in the container, with the file formats of
+    its staging destination merged in; the destination's `capabilities()` would resolve its
+    configuration anew at every call (about 3 ms each).
+    """
+    container = Container()
+    context = container[PipelineContext]
     if not context.is_active():
         return None
+    if DestinationCapabilitiesContext in container:
+        return container[DestinationCapabilitiesContext]
     destination = getattr(context.pipeline(), "destination", None)
     if destination is None:
         return None
