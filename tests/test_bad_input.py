@@ -117,6 +117,19 @@ def key_source(server, **kwargs):
     return support_api(base_url=server.url, credentials=credentials, **kwargs)
 
 
+def refused_run(
+    server, tmp_path, caplog, resource: str, kind: type[BaseException] = ResponseError
+) -> tuple[Any, Any]:
+    """Runs one resource of `server` into a new pipeline and expects `kind` to stop it.
+
+    Returns:
+        The pipeline and the error (no secret in it nor in the logs).
+    """
+    pipeline = make_pipeline(tmp_path)
+    source = key_source(server, resources=[resource])
+    return pipeline, failed_run(pipeline, source, kind, caplog, server.secrets.api_key)
+
+
 def assert_redacted_url(error, server, path: str) -> None:
     text = str(error)
     assert f"{server.url}{path}" in text
@@ -285,14 +298,7 @@ def test_plain_text_body_with_200_fails_after_retries_quoting_a_cut_body(
     text = "Service temporarily unavailable, " * 200
     fault = Fault(status=200, body=text, headers={"Content-Type": "text/plain"})
     desk.inject("/v1/groups", [fault] * 4)
-    pipeline = make_pipeline(tmp_path)
-    error = failed_run(
-        pipeline,
-        key_source(desk, resources=["groups"]),
-        ResponseError,
-        caplog,
-        desk.secrets.api_key,
-    )
+    pipeline, error = refused_run(desk, tmp_path, caplog, "groups")
     assert "`groups`" in str(error)
     assert "not valid JSON" in str(error)
     assert_redacted_url(error, desk, "/v1/groups")
@@ -304,14 +310,7 @@ def test_plain_text_body_with_200_fails_after_retries_quoting_a_cut_body(
 
 def test_empty_body_with_200_fails_after_retries(desk, tmp_path, caplog, retry_sleeps):
     desk.inject("/v1/brands", [Fault(status=200, body="")] * 4)
-    pipeline = make_pipeline(tmp_path)
-    error = failed_run(
-        pipeline,
-        key_source(desk, resources=["brands"]),
-        ResponseError,
-        caplog,
-        desk.secrets.api_key,
-    )
+    pipeline, error = refused_run(desk, tmp_path, caplog, "brands")
     assert "`brands`" in str(error)
     assert "0 bytes" in str(error)
     assert_redacted_url(error, desk, "/v1/brands")
@@ -321,14 +320,7 @@ def test_empty_body_with_200_fails_after_retries(desk, tmp_path, caplog, retry_s
 
 def test_a_top_level_json_list_instead_of_an_object_names_the_selector(desk, tmp_path, caplog):
     desk.inject("/v1/agents", [Fault(status=200, body=json.dumps([{"id": 1}]))])
-    pipeline = make_pipeline(tmp_path)
-    error = failed_run(
-        pipeline,
-        key_source(desk, resources=["agents"]),
-        ResponseError,
-        caplog,
-        desk.secrets.api_key,
-    )
+    pipeline, error = refused_run(desk, tmp_path, caplog, "agents")
     assert "`agents`" in str(error)
     assert "`data`" in str(error)
     assert "list" in str(error)
@@ -340,14 +332,7 @@ def test_html_error_page_with_500_is_retried_then_quoted_cut(desk, tmp_path, cap
     page = "<html><body>" + "<p>Internal error, request id abc</p>" * 300 + "</body></html>"
     fault = Fault(status=500, body=page, headers={"Content-Type": "text/html"})
     desk.inject("/v1/groups", [fault] * 4)
-    pipeline = make_pipeline(tmp_path)
-    error = failed_run(
-        pipeline,
-        key_source(desk, resources=["groups"]),
-        HTTPStatusError,
-        caplog,
-        desk.secrets.api_key,
-    )
+    pipeline, error = refused_run(desk, tmp_path, caplog, "groups", HTTPStatusError)
     assert error.status_code == 500
     assert "`groups`" in str(error)
     assert_redacted_url(error, desk, "/v1/groups")
@@ -403,14 +388,7 @@ def test_a_cursor_that_repeats_on_a_catalogue_resource_commits_nothing(desk, tmp
 def test_a_data_selector_holding_an_object_is_refused(desk, tmp_path, caplog):
     body = {"data": {"id": 1, "updated_at": "2024-01-01T00:00:00Z"}, "next_cursor": None}
     desk.inject("/v1/agents", [Fault(status=200, body=json.dumps(body))])
-    pipeline = make_pipeline(tmp_path)
-    error = failed_run(
-        pipeline,
-        key_source(desk, resources=["agents"]),
-        ResponseError,
-        caplog,
-        desk.secrets.api_key,
-    )
+    pipeline, error = refused_run(desk, tmp_path, caplog, "agents")
     assert "`agents`" in str(error)
     assert "`data`" in str(error)
     assert_nothing_committed(pipeline, "agents")
@@ -418,14 +396,7 @@ def test_a_data_selector_holding_an_object_is_refused(desk, tmp_path, caplog):
 
 def test_a_data_selector_holding_a_string_is_refused(desk, tmp_path, caplog):
     desk.inject("/v1/agents", [Fault(status=200, body=json.dumps({"data": "maintenance"}))])
-    pipeline = make_pipeline(tmp_path)
-    error = failed_run(
-        pipeline,
-        key_source(desk, resources=["agents"]),
-        ResponseError,
-        caplog,
-        desk.secrets.api_key,
-    )
+    pipeline, error = refused_run(desk, tmp_path, caplog, "agents")
     assert "`agents`" in str(error)
     assert_redacted_url(error, desk, "/v1/agents")
     assert_nothing_committed(pipeline, "agents")
@@ -439,14 +410,7 @@ def records_with(server, table: str, change: dict[str, Any]) -> str:
 
 def test_a_record_without_its_primary_key_is_refused_at_extract(desk, tmp_path, caplog):
     desk.inject("/v1/agents", [Fault(status=200, body=records_with(desk, "agents", {"id": None}))])
-    pipeline = make_pipeline(tmp_path)
-    error = failed_run(
-        pipeline,
-        key_source(desk, resources=["agents"]),
-        ResponseError,
-        caplog,
-        desk.secrets.api_key,
-    )
+    pipeline, error = refused_run(desk, tmp_path, caplog, "agents")
     assert "`agents`" in str(error)
     assert_redacted_url(error, desk, "/v1/agents")
     assert_nothing_committed(pipeline, "agents")
@@ -456,14 +420,7 @@ def test_a_record_without_its_primary_key_is_refused_at_extract(desk, tmp_path, 
 def test_a_record_without_its_cursor_value_is_refused_with_a_typed_error(desk, tmp_path, caplog):
     body = records_with(desk, "agents", {"updated_at": None})
     desk.inject("/v1/agents", [Fault(status=200, body=body)])
-    pipeline = make_pipeline(tmp_path)
-    error = failed_run(
-        pipeline,
-        key_source(desk, resources=["agents"]),
-        ResponseError,
-        caplog,
-        desk.secrets.api_key,
-    )
+    pipeline, error = refused_run(desk, tmp_path, caplog, "agents")
     assert_nothing_committed(pipeline, "agents")
     assert not pipeline.has_pending_data
     assert "`agents`" in str(error)
