@@ -251,12 +251,18 @@ def test_offset_walk_fetches_the_next_pages_ahead_after_a_full_page_and_drops_th
 
     paginator.update_state(response(), page(10))
     paginator.update_request(request)
-    assert [p["offset"] for p in session.prefetched] == [10, 20, 30, 20, 30, 40]
+    # each page is asked of the session once: preparing a request costs about 0.2 ms
+    assert [p["offset"] for p in session.prefetched] == [10, 20, 30, 40]
 
     paginator.update_state(response(), page(4))  # short page: the walk ends
     paginator.update_request(request)
     assert not paginator.has_next_page
-    assert session.discarded == [f"url-{i}" for i in range(1, 7)]
+    assert session.discarded == [f"url-{i}" for i in range(1, 5)]
+
+    paginator.init_request(request)  # a new walk (the next parent of a child resource)
+    paginator.update_state(response(), page(10))
+    paginator.update_request(request)
+    assert [p["offset"] for p in session.prefetched[4:]] == [10, 20, 30]
 
 
 def test_page_number_walk_fetches_ahead_with_the_page_size():
