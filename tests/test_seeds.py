@@ -161,7 +161,7 @@ def test_arrow_batches_load_what_the_row_path_loads(
             # records only, loaded from jsonl: the arrow variant's nested tables load from
             # parquet, so this compares both load formats of dlt's row path as well
             monkeypatch.setattr(support_resources, "loads_parquet", lambda: False)
-            monkeypatch.setattr(support_resources, "fast_file_format", lambda: "jsonl")
+            monkeypatch.setattr(support_resources, "fast_file_format", lambda *_: "jsonl")
         pipeline = make_pipeline(tmp_path, f"seed_{variant}")
         pipeline.run(build_seed_source(seed, server, monkeypatch))
         if variant == "arrow":

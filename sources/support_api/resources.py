@@ -19,6 +19,7 @@ from dlt.common.destination.capabilities import DestinationCapabilitiesContext
 from dlt.common.exceptions import DltException
 from dlt.common.pipeline import PipelineContext
 from dlt.common.schema import Schema
+from dlt.common.schema.utils import get_nested_tables
 from dlt.extract import DltResource
 from dlt.extract.incremental import Incremental
 from dlt.extract.items_transform import FilterItem, LimitItem, MapItem, YieldMapItem
@@ -364,7 +365,7 @@ def loads_parquet() -> bool:
     )
 
 
-def fast_file_format() -> str | None:
+def fast_file_format(exact_numbers: bool = False) -> str | None:
     """Picks a bulk load file format for the active pipeline's destination.
 
     dlt's default for DuckDB (and other SQL destinations) is `insert_values`: row-by-row
@@ -375,6 +376,11 @@ def fast_file_format() -> str | None:
     jsonl writer gzips every row on its own (measured on 50k nested tickets into DuckDB:
     normalize 5.1 s with jsonl, 3.3 s with parquet).
 
+    Args:
+        exact_numbers: The table has `decimal` (or `wei`) columns: dlt's parquet writer refuses
+            a value with more decimals than the column's scale, where jsonl and row-by-row
+            loads round it as plain dlt does; `jsonl` then, or None.
+
     Returns:
         `parquet`, `jsonl`, or None when there is no active pipeline with a destination or the
         destination's preferred format is already a bulk one.
@@ -382,9 +388,30 @@ def fast_file_format() -> str | None:
     capabilities = _destination_capabilities()
     if capabilities is None or capabilities.preferred_loader_file_format != "insert_values":
         return None
-    if loads_parquet():
+    if not exact_numbers and loads_parquet():
         return "parquet"
     return "jsonl" if "jsonl" in (capabilities.supported_loader_file_formats or ()) else None
+
+
+_EXACT_NUMBER_TYPES: Final = frozenset({"decimal", "wei"})
+
+
+def _has_exact_numbers(resource: DltResource, item: Any) -> bool:
+    """Whether the resource's tables have a `decimal` or `wei` column, hinted or in the schema.
+
+    Unknown (a table name that depends on the item and cannot be computed) counts as yes.
+    """
+    try:
+        table = resource.compute_table_schema(item)
+    except DltException:
+        return True
+    columns = list(table.get("columns", {}).values())
+    schema = _current_schema()
+    name = table.get("name")
+    if schema is not None and name is not None and name in schema.tables:
+        for known in get_nested_tables(schema.tables, name):
+            columns.extend(known.get("columns", {}).values())
+    return any(column.get("data_type") in _EXACT_NUMBER_TYPES for column in columns)
 
 
 class _BulkFormatOnFirstPage:
@@ -403,11 +430,15 @@ class _BulkFormatOnFirstPage:
         del meta
         if not self._done:
             self._done = True
-            # arrow tables are written as parquet: keep them so where the destination takes it
-            arrow = is_arrow_table(item) and loads_parquet()
-            if (file_format := "parquet" if arrow else fast_file_format()) is not None:
-                # the pipeline extracts a copy of the resource: hint the one being extracted
-                dlt.current.resource().apply_hints(file_format=cast("Any", file_format))
+            # the pipeline extracts a copy of the resource: hint the one being extracted
+            resource = dlt.current.resource()
+            if is_arrow_table(item) and loads_parquet():
+                # arrow tables are written as parquet: keep them so (they hold no decimals)
+                file_format: str | None = "parquet"
+            else:
+                file_format = fast_file_format(_has_exact_numbers(resource, item))
+            if file_format is not None:
+                resource.apply_hints(file_format=cast("Any", file_format))
         return item
 
 
