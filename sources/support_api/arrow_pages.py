@@ -71,7 +71,7 @@ _ARROW_TYPES: Final[Mapping[str, str]] = {
 def _pyarrow() -> Any:
     """pyarrow, imported when a batch first becomes a table.
 
-    A run into a destination that loads no parquet (PostgreSQL, say) never loads it (about
+    A run into a destination that loads no parquet (Redshift, say) never loads it (about
     33 MB of RSS).
     """
     import pyarrow as pa  # noqa: PLC0415 - deferred on purpose, see above
