@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import types
 from typing import Any
 
 import dlt
@@ -267,3 +269,9 @@ def test_add_limit_still_counts_pages(sandbox_factory, tmp_path):
     pipeline.run(limited)
     # three pages of 20, not three batches of up to 5,000 rows
     assert len(table_rows(pipeline, "tickets")) == 60
+
+
+def test_a_pyarrow_import_under_way_in_another_thread_is_no_table(monkeypatch):
+    # while one thread imports pyarrow, the others find its module without `Table` yet
+    monkeypatch.setitem(sys.modules, "pyarrow", types.ModuleType("pyarrow"))
+    assert arrow_pages.is_arrow_table([{"id": 1}]) is False

@@ -81,9 +81,13 @@ def _pyarrow() -> Any:
 
 
 def is_arrow_table(item: Any) -> bool:
-    """Whether `item` is a pyarrow table (without importing pyarrow when nothing has)."""
-    module = sys.modules.get("pyarrow")
-    return module is not None and isinstance(item, module.Table)
+    """Whether `item` is a pyarrow table (without importing pyarrow when nothing has).
+
+    Another thread may be importing pyarrow: its module is then in `sys.modules` without
+    `Table` yet, and no table can have been made.
+    """
+    table_type = getattr(sys.modules.get("pyarrow"), "Table", None)
+    return table_type is not None and isinstance(item, table_type)
 
 
 def _timestamp(lib: ModuleType) -> Any:
