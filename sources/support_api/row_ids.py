@@ -99,6 +99,7 @@ class RowIds:
         if decided is None or decided[0] != load_id:
             decided = (load_id, self._random_ids(schema, first))
             self._decided = decided
+            self._checked_keys = set()  # another pipeline may name columns differently
         return load_id if decided[1] else None
 
     def _random_ids(self, schema: Schema, first: Any) -> bool:
