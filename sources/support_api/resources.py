@@ -49,7 +49,6 @@ from .http_policy import (
     redact_query_secrets_in_logs,
 )
 from .paginators import PagePrefetch
-from .row_ids import RowIds
 from .windows import WindowPlan, walk_in_windows
 
 
@@ -272,8 +271,7 @@ def _own_resource(
     built: DltResource = dlt.resource(own_pages, **resource)()
     # the data location dlt's rest_api records for each resource it builds (its lineage)
     record_endpoint_input(built, client, path)
-    row_ids = RowIds(_current_schema, _destination_capabilities)
-    built.add_step(_AfterIncremental(_finish(batches, row_ids)))
+    built.add_step(_AfterIncremental(batches.finish_batch))
     for step in steps:
         if "filter" in step:
             built.add_filter(step["filter"])
@@ -282,17 +280,6 @@ def _own_resource(
         if "yield_map" in step:
             built.add_yield_map(step["yield_map"])
     return built
-
-
-def _finish(batches: ArrowBatches, row_ids: RowIds) -> Callable[[Any], Any]:
-    """The step after the incremental: types an arrow batch, gives a page its row ids."""
-
-    def finish(item: Any) -> Any:
-        if is_arrow_table(item):
-            return batches.finish_batch(item)
-        return row_ids.add(item) if type(item) is list else item
-
-    return finish
 
 
 def _steps_take_arrow() -> bool:
