@@ -318,13 +318,6 @@ class _AfterIncremental(MapItem):
     placement_affinity: ClassVar[float] = 1.05
     takes_arrow: ClassVar[bool] = True
 
-    def __call__(self, item: Any, meta: Any = None) -> Any:
-        """Hands the function the whole item: an arrow table, or a page of records.
-
-        (`MapItem` would call it once per record of a page.)
-        """
-        return self._f(item) if self._f_meta is None else self._f_meta(item, meta)
-
 
 def _current_schema() -> Schema | None:
     try:
