@@ -100,6 +100,11 @@ def loaded_files(pipeline: dlt.Pipeline) -> set[tuple[str, str]]:
     }
 
 
+def loaded_file_formats(pipeline: dlt.Pipeline) -> set[str]:
+    """Formats of the data files the last run loaded (merge follow-up `sql` jobs left out)."""
+    return {file_format for _, file_format in loaded_files(pipeline)} - {"sql"}
+
+
 def extracted_files(pipeline: dlt.Pipeline) -> set[tuple[str, str]]:
     """(table, file format) of every file the pipeline's last extract wrote, dlt's tables left out.
 

@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from sources.support_api import resources as support_resources
-from tests.helpers import arrow_tables, loaded_files, loaded_tables, make_pipeline, table_ids
+from tests.helpers import (
+    arrow_tables,
+    loaded_file_formats,
+    loaded_tables,
+    make_pipeline,
+    table_ids,
+)
 from tests.sandbox import Fault
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "seeds"
@@ -166,9 +172,9 @@ def test_arrow_batches_load_what_the_row_path_loads(
         pipeline.run(build_seed_source(seed, server, monkeypatch))
         if variant == "arrow":
             as_arrow = arrow_tables(pipeline)
-            assert {f for _, f in loaded_files(pipeline)} - {"sql"} == {"parquet"}
+            assert loaded_file_formats(pipeline) == {"parquet"}
         else:
-            assert {f for _, f in loaded_files(pipeline)} - {"sql"} == {"jsonl"}
+            assert loaded_file_formats(pipeline) == {"jsonl"}
         server.mutate(updates=12, creates=5)
         pipeline.run(build_seed_source(seed, server, monkeypatch))
         results[variant] = loaded_tables(pipeline)

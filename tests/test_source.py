@@ -21,7 +21,7 @@ from tests.helpers import (
     extracted_files,
     find_cause,
     loaded_counts,
-    loaded_files,
+    loaded_file_formats,
     make_pipeline,
     table_ids,
     table_rows,
@@ -235,10 +235,6 @@ def test_rows_updated_in_the_same_second_as_the_last_loaded_row_are_neither_lost
         loaded[r["id"]].strftime("%Y-%m-%dT%H:%M:%SZ") == r["updated_at"]
         for r in desk.dataset.rows("tickets")
     )
-
-
-def loaded_file_formats(pipeline) -> set[str]:
-    return {file_format for _, file_format in loaded_files(pipeline)} - {"sql"}
 
 
 def test_bulk_file_format_is_picked_for_duckdb_unless_disabled(desk, tmp_path):
