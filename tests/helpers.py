@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +133,16 @@ RANDOM_IDS = ("_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id")
 """Columns dlt fills with ids that differ from run to run."""
 
 
+def column_props(column: Mapping[str, Any]) -> dict[str, Any]:
+    """A column's properties as dlt's schema holds them: `nullable` spelled out, no name."""
+    props = {key: value for key, value in column.items() if key != "name"}
+    props["nullable"] = props.get("nullable", True)
+    return props
+
+
 def loaded_tables(pipeline: dlt.Pipeline) -> dict[str, Any]:
-    """Every data table's columns (type, nullable) and its rows without dlt's random ids."""
+    """Every data table's columns, in order, with all their properties (type, nullable, hints
+    such as `unique`) and its rows without dlt's random ids."""
     schema = pipeline.default_schema
     tables: dict[str, Any] = {}
     for table in schema.data_table_names():
@@ -142,10 +150,7 @@ def loaded_tables(pipeline: dlt.Pipeline) -> dict[str, Any]:
         names = [name for name in columns if name not in RANDOM_IDS]
         rows = table_rows(pipeline, table, ", ".join(f'"{name}"' for name in names))
         tables[table] = {
-            "columns": {
-                name: (column.get("data_type"), column.get("nullable", True))
-                for name, column in columns.items()
-            },
+            "columns": [(name, column_props(column)) for name, column in columns.items()],
             "rows": sorted(rows, key=repr),
         }
     return tables

@@ -137,8 +137,15 @@ def test_arrow_batches_with_an_incremental_load_what_plain_dlt_loads(sandbox_fac
         )
         pipeline.run(factory(copy.deepcopy(config)))
         state: Any = pipeline.state["sources"][pipeline.default_schema.name]["resources"]
+        tables = loaded_tables(pipeline)
+        if name == "ours":
+            # ours marks a merge resource's cursor `dedup_sort: desc` (the newest version of a
+            # record read twice wins), plain dlt does not: the one column hint that differs
+            for table in tables.values():
+                for _, props in table["columns"]:
+                    props.pop("dedup_sort", None)
         results[name] = {
-            "tables": loaded_tables(pipeline),
+            "tables": tables,
             "second": loaded_counts(pipeline),
             "last_values": {
                 table: state[table]["incremental"]["updated_at"]["last_value"]

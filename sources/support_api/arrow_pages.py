@@ -4,9 +4,12 @@ dlt normalizes dict rows one by one in Python; arrow tables it writes as parquet
 without touching each row. A batch of pages becomes an arrow table only when every column has
 one type that dlt would give it on the row path:
 
-- the type comes from the column hints, else from the table in the pipeline schema, else from
-  the first value, detected as dlt detects it (`bool`, `bigint`, `double`, `text`, and ISO
-  timestamps as `timestamp`);
+- the type comes from the column hints, else from the table in the pipeline schema, else as
+  dlt's normalizer infers it for a new column: the schema's preferred type for the name, else
+  its type detections on the first value (ISO timestamps as `timestamp` by default), else the
+  Python type (`bool`, `bigint`, `double`, `text`);
+- a new column gets the hints the schema's default hints give its name, as on the row path
+  (dlt's own make `_dlt_id` `unique` and the `row_key`); they reach dlt with the batch;
 - every value must be of that type (an int in a `double` column is widened, as dlt does);
 - `json` columns hold each value serialized as JSON text;
 - names must already be normalized (snake_case);
@@ -14,9 +17,10 @@ one type that dlt would give it on the row path:
   key) appears, and after `_dlt_load_id` and `_dlt_id` when that is not in the first record.
 
 Anything else (a nested object without a `json` hint, a value of another type that dlt would
-put in a variant column, a name dlt would rename, a nested list dlt makes a child table of)
-sends that batch down dlt's row path unchanged, so the result is the same either way, only
-slower; the pages after it follow page by page, without another try.
+put in a variant column, a name dlt would rename, a nested list dlt makes a child table of, a
+type the arrow path does not build such as a detected `date`, columns the table's filters
+exclude) sends that batch down dlt's row path unchanged, so the result is the same either way,
+only slower; the pages after it follow page by page, without another try.
 
 The cursor column stays text until dlt's incremental step has filtered the batch (state keeps
 comparing text, as on the row path); `finish_batch` then types it and adds `_dlt_load_id` and
@@ -26,12 +30,15 @@ comparing text, as on the row path); `finish_batch` then types it and adds `_dlt
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from itertools import chain, repeat
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import dlt
 from dlt.common import json
@@ -39,7 +46,13 @@ from dlt.common import logger as dlt_logger
 from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCase
 from dlt.common.normalizers.utils import generate_dlt_ids
 from dlt.common.schema import Schema
-from dlt.common.schema.detections import is_iso_timestamp
+from dlt.common.schema.typing import TTypeDetections
+from dlt.common.schema.utils import (
+    autodetect_sc_type,
+    compile_simple_regexes,
+    has_default_column_prop_value,
+    hint_to_column_prop,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -58,6 +71,10 @@ _TYPE_LATER: Final = {b"support_api": b"timestamp"}
 """Field metadata of a timestamp cursor kept as text until after the incremental step."""
 _DLT_AT: Final = b"support_api_dlt_at"
 """Table metadata: where dlt's own columns go (the row path adds them with the first record)."""
+_HINTS: Final = b"support_api_hints"
+"""Table metadata: the column hints the row path would give the batch's new columns (JSON)."""
+_PY_TYPES: Final[Mapping[type, str]] = {bool: "bool", int: "bigint", float: "double", str: "text"}
+"""dlt's data type of each Python type the arrow path takes (`type(v)`, so a bool is no int)."""
 _ARROW_TYPES: Final[Mapping[str, str]] = {
     "bigint": "int64",
     "double": "float64",
@@ -180,18 +197,49 @@ class NotFaithful(ValueError):  # noqa: N818 - a condition, not an error shown t
     """A batch that arrow would not load exactly as dlt's row path would."""
 
 
-def _infer(value: Any, detect_timestamps: bool) -> str | None:
-    """The data type dlt gives a first value; None for a type the arrow path does not take."""
+def _infer(value: Any, detections: Sequence[TTypeDetections], preferred: str | None) -> str | None:
+    """The data type dlt's row path gives a new column, from its first value and its name.
+
+    As dlt's normalizer infers it: the schema's preferred type for the name, else the first of
+    the schema's type detections that matches (`iso_timestamp` by default), else the value's
+    Python type. None for a type the arrow path does not take (an epoch number detected as a
+    `timestamp`, a `date`, a nested value...).
+    """
     kind = type(value)
-    if kind is bool:
-        return "bool"
-    if kind is int:
-        return "bigint"
-    if kind is float:
-        return "double"
-    if kind is str:
-        return "timestamp" if detect_timestamps and is_iso_timestamp(str, value) else "text"
-    return None
+    # dlt annotates the detection's result without None, which it returns when none matches
+    detected = cast("str | None", autodetect_sc_type(detections, kind, value))
+    data_type = preferred or detected or _PY_TYPES.get(kind)
+    if data_type == "timestamp" and kind is not str:
+        return None  # the row path converts the number; arrow would keep it
+    return data_type if data_type in _ALLOWED else None
+
+
+HintRules = list[tuple[str, re.Pattern[str]]]
+"""The schema's default hints: each hint with its column name patterns, compiled."""
+
+
+def default_hint_rules(schema: Schema | None) -> HintRules:
+    """Compiles the schema's `default_hints` (dlt's own mark its `_dlt_*` columns)."""
+    if schema is None:
+        return []
+    hints = schema.settings.get("default_hints") or {}
+    return [(hint, compile_simple_regexes(names)) for hint, names in hints.items() if names]
+
+
+def inferred_props(rules: HintRules, name: str) -> dict[str, Any]:
+    """The column properties dlt's row path gives a new column `name` from the default hints.
+
+    `not_null` as `nullable: False`, the others (`unique`, `row_key`, `partition`...) as
+    `True`; a property at its default value is left out, as dlt leaves it out.
+    """
+    props: dict[str, Any] = {}
+    for hint, pattern in rules:
+        if pattern.search(name):
+            prop = hint_to_column_prop(hint)  # type: ignore[arg-type]
+            value = hint != "not_null"
+            if not has_default_column_prop_value(prop, value):
+                props[prop] = value
+    return props
 
 
 _ALLOWED: Final[Mapping[str, frozenset[type]]] = {
@@ -227,6 +275,35 @@ def _build(lib: ModuleType, values: list[Any], data_type: str, keep_text: bool) 
         return lib.array(values, type=getattr(lib, _ARROW_TYPES[data_type])())
     except (lib.ArrowInvalid, lib.ArrowTypeError, OverflowError) as ex:
         raise NotFaithful(data_type) from ex
+
+
+_Column = tuple[tuple[int, int], str, list[Any], str]
+"""A checked column: its place (first record with a value, key position), name, values, type."""
+
+
+@dataclass
+class _BatchContext:
+    """What the pipeline schema says about the table, read once per batch.
+
+    Attributes:
+        schema: The pipeline schema (None outside a pipeline).
+        naming: Its naming convention.
+        detections: Its type detections.
+        rules: Its default hints, compiled.
+        known: The table's columns in it.
+        types: Data type by known column (schema, then the resource's hints).
+        required: Columns that may not be null.
+        new_props: Hints the row path gives the batch's new columns (filled while checking).
+    """
+
+    schema: Schema | None
+    naming: Any
+    detections: Sequence[TTypeDetections]
+    rules: HintRules
+    known: Mapping[str, Mapping[str, Any]]
+    types: dict[str, str | None]
+    required: set[str]
+    new_props: dict[str, dict[str, Any]] = dataclass_field(default_factory=dict)
 
 
 class ArrowBatches:
@@ -276,11 +353,19 @@ class ArrowBatches:
                 continue
         raise NotFaithful("schema")
 
-    def _types(self, schema: Schema | None) -> tuple[dict[str, str | None], set[str]]:
+    def _filtered(self, schema: Schema) -> bool:
+        """Whether the schema excludes columns of the table (its `filters`)."""
+        table = schema.tables.get(self.table)
+        filters = table.get("filters") if table else None
+        return bool(filters and filters.get("excludes"))
+
+    def _types(
+        self, known: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[dict[str, str | None], set[str]]:
         """Data type by known column, and the columns declared not nullable."""
         types: dict[str, str | None] = {}
         required: set[str] = set(self.primary_key)
-        for columns in (self._known(schema), self.hints):
+        for columns in (known, self.hints):
             for name, column in columns.items():
                 data_type = column.get("data_type")
                 if name not in types or types[name] is None:
@@ -288,6 +373,50 @@ class ArrowBatches:
                 if column.get("nullable") is False:
                     required.add(name)
         return types, required
+
+    def _context(self) -> _BatchContext:
+        """What the pipeline schema says about the table, read once per batch."""
+        schema = self.schema()
+        if schema is not None and self._filtered(schema):
+            # the row path drops the excluded columns; dlt's arrow path keeps them
+            raise NotFaithful("filters")
+        known = self._known(schema)
+        types, required = self._types(known)
+        return _BatchContext(
+            schema=schema,
+            naming=schema.naming if schema is not None else _DEFAULT_NAMING,
+            detections=(schema.settings.get("detections") or []) if schema is not None else [],
+            rules=default_hint_rules(schema),
+            known=known,
+            types=types,
+            required=required,
+        )
+
+    def _new_column(
+        self, context: _BatchContext, name: str, values: list[Any], records: list[Any]
+    ) -> tuple[str, tuple[int, int]] | None:
+        """The type and place the row path gives a column the table does not have yet.
+
+        None while it has no value (the row path creates no column either). Its hints from
+        the schema's default hints go to `context.new_props`.
+        """
+        props = inferred_props(context.rules, name)
+        if props.pop("nullable", True) is False:
+            context.required.add(name)
+        at = next((i for i, v in enumerate(values) if v is not None), None)
+        if at is None:
+            if name in context.required:
+                raise NotFaithful(name)  # the row path reports the null
+            return None
+        schema = context.schema
+        preferred = schema.get_preferred_type(name) if schema is not None else None
+        data_type = _infer(values[at], context.detections, preferred)
+        if data_type is None or data_type == "json":
+            raise NotFaithful(name)
+        if props:
+            context.new_props[name] = props
+        # the row path adds a column at its first value, not at its first key
+        return data_type, (at, list(records[at]).index(name))
 
     def to_arrow(self, records: list[Any]) -> pa.Table:
         """Converts one batch.
@@ -301,33 +430,26 @@ class ArrowBatches:
         Raises:
             NotFaithful: If the row path would load the batch differently.
         """
-        schema = self.schema()
-        naming = schema.naming if schema is not None else _DEFAULT_NAMING
-        detections = schema.settings.get("detections", []) if schema is not None else []
-        detect_timestamps = "iso_timestamp" in (detections or [])
-        types, required = self._types(schema)
+        context = self._context()
+        types, required = context.types, context.required
         names: dict[str, None] = dict.fromkeys(n for n in types if not n.startswith("_dlt"))
         if not _DICT_ONLY.issuperset(map(type, records)):
             raise NotFaithful("record")
         names.update(dict.fromkeys(chain.from_iterable(records)))  # in order of appearance
         # every column is checked before pyarrow is needed: records it would not take
         # (nested lists, most often) leave without it being imported
-        checked: list[tuple[tuple[int, int], str, list[Any], str]] = []
+        checked: list[_Column] = []
         for position, name in enumerate(names):
-            if name.startswith("_dlt") or naming.normalize_identifier(name) != name:
+            if name.startswith("_dlt") or context.naming.normalize_identifier(name) != name:
                 raise NotFaithful(name)
             values = list(map(dict.get, records, repeat(name)))
             data_type = types.get(name)
             order = (-1, position)
             if data_type is None:
-                at = next((i for i, v in enumerate(values) if v is not None), None)
-                if at is None:
-                    continue  # no value yet: the row path creates no column either
-                data_type = _infer(values[at], detect_timestamps)
-                if data_type is None:
-                    raise NotFaithful(name)
-                # the row path adds a column at its first value, not at its first key
-                order = (at, list(records[at]).index(name))
+                new = self._new_column(context, name, values, records)
+                if new is None:
+                    continue
+                data_type, order = new
             if (name == self.cursor_field or name in required) and None in values:
                 # the row path applies the incremental's `on_cursor_value_missing` to a
                 # missing cursor, and reports a null key where dlt finds it
@@ -336,6 +458,10 @@ class ArrowBatches:
             checked.append((order, name, values, data_type))
         if self.cursor_field is not None and self.cursor_field not in names:
             raise NotFaithful(self.cursor_field)
+        return self._assemble(context, checked)
+
+    def _assemble(self, context: _BatchContext, checked: list[_Column]) -> pa.Table:
+        """The table of the checked columns, in the row path's column order."""
         checked.sort(key=lambda column: column[0])
         lib = _pyarrow()
         arrays: list[pa.Array] = []
@@ -346,12 +472,21 @@ class ArrowBatches:
             # a cursor kept as text is typed in `finish_batch`, after the incremental step
             metadata = _TYPE_LATER if is_cursor and data_type == "timestamp" else None
             # declared not nullable: say so in arrow too (dlt warns on differing hints)
-            nullable = name not in required
+            nullable = name not in context.required
             fields.append(lib.field(name, array.type, nullable=nullable, metadata=metadata))
             arrays.append(array)
         # the row path adds `_dlt_load_id` and `_dlt_id` with the first record's columns
         dlt_at = sum(1 for order, _, _, _ in checked if order[0] < 1)
-        schema = lib.schema(fields, metadata={_DLT_AT: str(dlt_at)})
+        table_metadata: dict[bytes, str] = {_DLT_AT: str(dlt_at)}
+        for own in (LOAD_ID_COLUMN, ROW_ID_COLUMN):
+            props = inferred_props(context.rules, own)
+            props.pop("nullable", None)  # dlt's columns are never null
+            known = context.known.get(own, {})
+            if any(known.get(prop) != value for prop, value in props.items()):
+                context.new_props[own] = props
+        if context.new_props:
+            table_metadata[_HINTS] = json.dumps(context.new_props)
+        schema = lib.schema(fields, metadata=table_metadata)
         table: pa.Table = lib.Table.from_arrays(arrays, schema=schema)
         return table
 
@@ -393,8 +528,31 @@ class ArrowBatches:
         except NotFaithful:
             return records
 
+    def finish_with_hints(self, item: Any) -> Any:
+        """The step after the incremental one: `finish_batch`, with the new columns' hints.
+
+        The row path gives a new column the schema's default hints that match its name (dlt's
+        own: `_dlt_id` is `unique` and the `row_key`); dlt's arrow extractor reads only the
+        arrow schema. The hints go to the resource with the table (`dlt.mark.with_hints`),
+        which merges them into the columns where the table has them.
+
+        Args:
+            item: An arrow table from `batches` (records pass through).
+
+        Returns:
+            The finished table, with its hints where it has new columns.
+        """
+        if not is_arrow_table(item):
+            return item
+        hints = (item.schema.metadata or {}).get(_HINTS)
+        finished = self.finish_batch(item)
+        if hints is None or not is_arrow_table(finished):
+            return finished
+        columns = [{"name": name, **props} for name, props in json.loadb(hints).items()]
+        return dlt.mark.with_hints(finished, dlt.mark.make_hints(columns=columns))
+
     def finish_batch(self, item: Any) -> Any:
-        """Processing step after the incremental one: types the cursor, adds dlt's columns.
+        """Types the cursor of a batch after the incremental step, adds dlt's columns.
 
         Args:
             item: An arrow table from `batches` (records pass through).

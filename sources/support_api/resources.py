@@ -271,7 +271,7 @@ def _own_resource(
     built: DltResource = dlt.resource(own_pages, **resource)()
     # the data location dlt's rest_api records for each resource it builds (its lineage)
     record_endpoint_input(built, client, path)
-    built.add_step(_AfterIncremental(batches.finish_batch))
+    built.add_step(_AfterIncremental(batches.finish_with_hints))
     for step in steps:
         if "filter" in step:
             built.add_filter(step["filter"])
