@@ -7,11 +7,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from dlt.extract import DltSource
 from dlt.sources.rest_api import rest_api_source
 
 from sources.support_api import arrow_pages, support_api_from_config
-from tests.helpers import desk_dict_config, loaded_tables, make_pipeline, table_rows
+from tests.helpers import (
+    arrow_tables,
+    desk_dict_config,
+    loaded_tables,
+    make_pipeline,
+    table_rows,
+)
 from tests.sandbox import Fault
 
 FACTORIES: dict[str, Callable[[Any], DltSource]] = {
@@ -98,3 +105,35 @@ def test_a_merge_strategy_that_hashes_the_key_keeps_dlt_ids(sandbox_factory, tmp
     # upsert derives `_dlt_id` from the primary key: the same rows keep the same ids
     assert ids[0] == ids[1]
     assert len(ids[0]) == len(server.dataset.ids("tickets"))
+
+
+@pytest.mark.parametrize("where", ["source", "resource"])
+def test_nested_values_kept_whole_go_as_arrow_and_load_as_on_plain_dlt(
+    sandbox_factory, tmp_path, monkeypatch, capfd, where
+):
+    # several batches: the hints that make the nested columns `json` reach dlt with the first
+    monkeypatch.setattr(arrow_pages, "BATCH_ROWS", 40)
+    results: dict[str, Any] = {}
+    for name, factory in FACTORIES.items():
+        server = sandbox_factory(seed=37, size=150, shape="desk", auth="api_key_query")
+        config = desk_dict_config(server, ["tickets"], primary_key="id", write_disposition="merge")
+        if where == "resource":
+            config["resources"][0]["max_table_nesting"] = 0
+        pipeline = make_pipeline(tmp_path, f"nesting_{where}_{name}")
+        formats = []
+        for _ in range(2):
+            source = factory(copy.deepcopy(config))
+            if where == "source":
+                source.max_table_nesting = 0  # set after the source is built, as scripts do
+            pipeline.run(source)
+            formats.append(arrow_tables(pipeline))
+            server.mutate(updates=6, creates=3, tables=["tickets"])
+        results[name] = (loaded_tables(pipeline), column_order(pipeline), formats)
+    assert results["ours"][:2] == results["plain"][:2]
+    # lists kept whole as `json`: no child tables, and arrow batches instead of dlt's rows
+    assert list(results["ours"][1]) == ["tickets"]
+    assert results["ours"][2] == [{"tickets"}, {"tickets"}]
+    columns = dict(results["ours"][0]["tickets"]["columns"])
+    assert columns["tags"]["data_type"] == columns["custom_fields"]["data_type"] == "json"
+    # dlt's warning that arrow text differs from the `json` hint is expected, not logged
+    assert "hints were different" not in capfd.readouterr().err

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import dlt
 from dlt.common import json
 from dlt.common import logger as dlt_logger
+from dlt.common.exceptions import DltException
+from dlt.common.normalizers.json.relational import DataItemNormalizer as RelationalNormalizer
 from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCase
 from dlt.common.normalizers.utils import generate_dlt_ids
 from dlt.common.schema import Schema
@@ -197,15 +199,25 @@ class NotFaithful(ValueError):  # noqa: N818 - a condition, not an error shown t
     """A batch that arrow would not load exactly as dlt's row path would."""
 
 
-def _infer(value: Any, detections: Sequence[TTypeDetections], preferred: str | None) -> str | None:
+def _infer(
+    value: Any,
+    detections: Sequence[TTypeDetections],
+    preferred: str | None,
+    nested_as_json: bool = False,
+) -> str | None:
     """The data type dlt's row path gives a new column, from its first value and its name.
 
     As dlt's normalizer infers it: the schema's preferred type for the name, else the first of
     the schema's type detections that matches (`iso_timestamp` by default), else the value's
-    Python type. None for a type the arrow path does not take (an epoch number detected as a
-    `timestamp`, a `date`, a nested value...).
+    Python type. A nested object or list is `json` where the row path keeps it whole. None for
+    a type the arrow path does not take (an epoch number detected as a `timestamp`, a `date`,
+    a nested value the row path flattens...).
     """
     kind = type(value)
+    if kind is dict or kind is list:
+        # kept whole below the table's nesting level or by a preferred `json` type; else the
+        # row path flattens an object and makes a child table of a list
+        return "json" if nested_as_json or preferred == "json" else None
     # dlt annotates the detection's result without None, which it returns when none matches
     detected = cast("str | None", autodetect_sc_type(detections, kind, value))
     data_type = preferred or detected or _PY_TYPES.get(kind)
@@ -293,6 +305,8 @@ class _BatchContext:
         known: The table's columns in it.
         types: Data type by known column (schema, then the resource's hints).
         required: Columns that may not be null.
+        nested_as_json: Whether the row path keeps nested values whole, as `json` (a
+            `max_nesting` of 0), rather than flattening them and making child tables.
         new_props: Hints the row path gives the batch's new columns (filled while checking).
     """
 
@@ -303,6 +317,7 @@ class _BatchContext:
     known: Mapping[str, Mapping[str, Any]]
     types: dict[str, str | None]
     required: set[str]
+    nested_as_json: bool = False
     new_props: dict[str, dict[str, Any]] = dataclass_field(default_factory=dict)
 
 
@@ -323,6 +338,7 @@ class ArrowBatches:
         hints: Mapping[str, Mapping[str, Any]],
         schema: Callable[[], Schema | None],
         primary_key: Sequence[str] = (),
+        max_nesting: Callable[[], int | None] = lambda: None,
     ) -> None:
         """Remembers what decides each column's type.
 
@@ -333,13 +349,17 @@ class ArrowBatches:
             schema: The pipeline schema, read at every batch (it grows as batches are
                 extracted).
             primary_key: The resource's primary key columns: not nullable, as dlt makes them.
+            max_nesting: Returns the resource's `max_table_nesting` (None: not set), read at
+                every batch (a pipeline script may set it after the source is built).
         """
         self.table = table
         self.cursor_field = cursor_field
         self.hints = hints
         self.schema = schema
         self.primary_key = tuple(primary_key)
-        self._has_json = any(column.get("data_type") == "json" for column in hints.values())
+        self.max_nesting = max_nesting
+        self._json_found: set[str] = set()
+        """Columns found to be `json` (nested values kept whole), declared to dlt."""
 
     def _known(self, schema: Schema | None) -> Mapping[str, Mapping[str, Any]]:
         """The table's columns in the schema, copied (another thread may be adding some)."""
@@ -390,7 +410,31 @@ class ArrowBatches:
             known=known,
             types=types,
             required=required,
+            nested_as_json=self._nesting(schema) == 0,
         )
+
+    def _declared_json(self, name: str) -> bool:
+        """Whether the resource declares column `name` `json` (its hints, or found so)."""
+        return self.hints.get(name, {}).get("data_type") == "json" or name in self._json_found
+
+    def _nesting(self, schema: Schema | None) -> int | None:
+        """The `max_nesting` dlt's normalizer applies to the table (None: unknown).
+
+        The table's own (`x-normalizer`, from the resource's `max_table_nesting`), else the
+        source's (the schema's normalizer config).
+        """
+        if schema is None:
+            return None
+        table: Mapping[str, Any] = schema.tables.get(self.table) or {}
+        level = (table.get("x-normalizer") or {}).get("max_nesting")
+        if level is None:
+            level = self.max_nesting()
+        if level is None:
+            try:
+                level = RelationalNormalizer.get_normalizer_config(schema).get("max_nesting")
+            except DltException:  # another normalizer: its nesting is not known here
+                return None
+        return cast("int | None", level)
 
     def _new_column(
         self, context: _BatchContext, name: str, values: list[Any], records: list[Any]
@@ -410,8 +454,8 @@ class ArrowBatches:
             return None
         schema = context.schema
         preferred = schema.get_preferred_type(name) if schema is not None else None
-        data_type = _infer(values[at], context.detections, preferred)
-        if data_type is None or data_type == "json":
+        data_type = _infer(values[at], context.detections, preferred, context.nested_as_json)
+        if data_type is None:
             raise NotFaithful(name)
         if props:
             context.new_props[name] = props
@@ -455,6 +499,10 @@ class ArrowBatches:
                 # missing cursor, and reports a null key where dlt finds it
                 raise NotFaithful(name)
             _check(values, data_type)
+            if data_type == "json" and not self._declared_json(name):
+                # dlt reads arrow text as `text`: the resource declares it `json` (a column
+                # found `json` in this run, or in the schema from an earlier one)
+                context.new_props.setdefault(name, {})["data_type"] = "json"
             checked.append((order, name, values, data_type))
         if self.cursor_field is not None and self.cursor_field not in names:
             raise NotFaithful(self.cursor_field)
@@ -545,10 +593,12 @@ class ArrowBatches:
         if not is_arrow_table(item):
             return item
         hints = (item.schema.metadata or {}).get(_HINTS)
+        columns = [{"name": name, **props} for name, props in json.loadb(hints or b"{}").items()]
+        # before `finish_batch`: it announces the warning dlt gives a json column as text
+        self._json_found.update(c["name"] for c in columns if c.get("data_type") == "json")
         finished = self.finish_batch(item)
-        if hints is None or not is_arrow_table(finished):
+        if not columns or not is_arrow_table(finished):
             return finished
-        columns = [{"name": name, **props} for name, props in json.loadb(hints).items()]
         return dlt.mark.with_hints(finished, dlt.mark.make_hints(columns=columns))
 
     def finish_batch(self, item: Any) -> Any:
@@ -587,7 +637,11 @@ class ArrowBatches:
             lib.field(ROW_ID_COLUMN, lib.string(), nullable=False),
             lib.array(generate_dlt_ids(rows), type=lib.string()),
         )
-        if self._has_json and only_json_as_text_differs(item, self.hints):
+        found = {name: {"data_type": "json"} for name in self._json_found}
+        declared = {**self.hints, **found}
+        if any(c.get("data_type") == "json" for c in declared.values()) and (
+            only_json_as_text_differs(item, declared)
+        ):
             JSON_AS_TEXT_WARNINGS.expect(self.table)
         return item
 

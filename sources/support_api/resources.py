@@ -220,6 +220,7 @@ def _own_resource(
         hints=ensure_table_schema_columns(resource.get("columns") or {}),
         schema=_current_schema,
         primary_key=_key_columns(resource.get("primary_key")),
+        max_nesting=_resource_nesting,
     )
 
     def pages_of(incremental_object: Incremental[Any] | None) -> Iterator[Any]:
@@ -317,6 +318,14 @@ class _AfterIncremental(MapItem):
 
     placement_affinity: ClassVar[float] = 1.05
     takes_arrow: ClassVar[bool] = True
+
+
+def _resource_nesting() -> int | None:
+    """`max_table_nesting` of the resource being extracted (None: not set, or none running)."""
+    try:
+        return dlt.current.resource().max_table_nesting
+    except (DltException, KeyError):
+        return None
 
 
 def _current_schema() -> Schema | None:
