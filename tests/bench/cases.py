@@ -36,6 +36,8 @@ class Group:
         timeout_s: Time limit of one run.
         duckdb_memory_limit: DuckDB `memory_limit` of every variant's destination; None keeps
             DuckDB's default.
+        max_table_nesting: Set on every variant's source; None keeps dlt's default (child
+            tables for nested lists).
     """
 
     name: str
@@ -48,6 +50,7 @@ class Group:
     incremental: bool = False
     timeout_s: float = 600.0
     duckdb_memory_limit: str | None = None
+    max_table_nesting: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,11 @@ def build_cases(quick: bool = False) -> list[Case]:
                     ALL_VARIANTS,
                 ),
             ),
+        ),
+        Case(
+            "seed_nested_json_50k",
+            f"{tickets:,} tickets, seed001 shape, max_table_nesting=0: nested lists as json",
+            (Group("seed001", "seed001", tickets, TICKETS, ALL_VARIANTS, max_table_nesting=0),),
         ),
         Case(
             "tickets_50k_latency20",

@@ -234,6 +234,7 @@ class Runner:
             incremental=group.incremental,
             run_dir=str(run_dir.resolve()),
             duckdb_memory_limit=group.duckdb_memory_limit,
+            max_table_nesting=group.max_table_nesting,
         )
         before = sandbox.stats()
         outcome = run_child(spec, group.timeout_s)

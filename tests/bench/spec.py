@@ -47,6 +47,7 @@ class RunSpec:
         page_size: Rows per page asked for.
         duckdb_memory_limit: DuckDB's `memory_limit` (e.g. `64MB`); None keeps DuckDB's
             default (80% of RAM), up to which it keeps loaded tables cached in memory.
+        max_table_nesting: Set on the source (None: dlt's default).
     """
 
     variant: Variant
@@ -58,6 +59,7 @@ class RunSpec:
     run_dir: str
     page_size: int = PAGE_SIZE
     duckdb_memory_limit: str | None = None
+    max_table_nesting: int | None = None
 
     @property
     def pipeline_name(self) -> str:
@@ -115,4 +117,5 @@ class RunSpec:
             run_dir=str(raw["run_dir"]),
             page_size=int(raw["page_size"]),
             duckdb_memory_limit=raw.get("duckdb_memory_limit"),
+            max_table_nesting=raw.get("max_table_nesting"),
         )

@@ -123,11 +123,15 @@ def build_source(spec: RunSpec) -> DltSource:
         spec: The run.
 
     Returns:
-        The source.
+        The source, with the spec's `max_table_nesting` (set as a pipeline script sets it).
     """
+    source: DltSource
     if spec.variant == "support_api":
-        return support_api_source(spec)
-    source: DltSource = rest_api_source(cast("RESTAPIConfig", plain_config(spec)))
+        source = support_api_source(spec)
+    else:
+        source = rest_api_source(cast("RESTAPIConfig", plain_config(spec)))
+    if spec.max_table_nesting is not None:
+        source.max_table_nesting = spec.max_table_nesting
     return source
 
 
