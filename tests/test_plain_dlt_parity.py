@@ -8,6 +8,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from dlt.common.schema.typing import TSimpleRegex
 from dlt.extract import DltSource
 from dlt.sources.rest_api import rest_api_source
 
@@ -182,3 +183,28 @@ def test_a_declared_decimal_column_rounds_as_on_plain_dlt(sandbox_factory, tmp_p
             assert {fmt for _, fmt in loaded_files(pipeline)} == {"jsonl"}
     assert loaded["ours"] == loaded["plain"]
     assert Decimal("12345678.13") in {fee for _, fee in loaded["ours"]}
+
+
+def test_schema_settings_a_pipeline_script_sets_load_as_on_plain_dlt(sandbox_factory, tmp_path):
+    results: dict[str, Any] = {}
+    factories: dict[str, Callable[[Any], DltSource]] = {
+        "plain": rest_api_source,
+        "ours": support_api_from_config,
+    }
+    for name, factory in factories.items():
+        server = sandbox_factory(seed=41, size=120, shape="desk", auth="api_key_query")
+        source = factory(desk_dict_config(server, ["customers", "agents"]))
+        # default hints and a preferred type, set on the source as a pipeline script may
+        source.schema.merge_hints(
+            {"partition": [TSimpleRegex("re:^created")], "unique": [TSimpleRegex("email")]}
+        )
+        source.schema.update_preferred_types({TSimpleRegex("organization_id"): "double"})
+        pipeline = make_pipeline(tmp_path, f"settings_{name}")
+        pipeline.run(source)
+        results[name] = (loaded_tables(pipeline), arrow_tables(pipeline))
+    assert results["ours"][0] == results["plain"][0]
+    assert results["ours"][1] == {"customers", "agents"}  # the settings kept them arrow
+    columns = dict(results["ours"][0]["customers"]["columns"])
+    assert columns["organization_id"]["data_type"] == "double"
+    assert columns["created_at"]["partition"] is True
+    assert columns["email"]["unique"] is True
