@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -275,3 +277,43 @@ def test_a_pyarrow_import_under_way_in_another_thread_is_no_table(monkeypatch):
     # while one thread imports pyarrow, the others find its module without `Table` yet
     monkeypatch.setitem(sys.modules, "pyarrow", types.ModuleType("pyarrow"))
     assert arrow_pages.is_arrow_table([{"id": 1}]) is False
+
+
+CHILD_RUN = """
+import sys
+
+import dlt
+
+from sources.support_api import support_api_from_config
+from tests.test_plain_dlt_parity import plain_config
+
+assert "pyarrow" not in sys.modules, "the premise: nothing imported pyarrow yet"
+url, api_key, folder = sys.argv[1:4]
+config = plain_config(url, api_key)
+config["resources"][2] = {"name": "brands", "endpoint": {"path": "/v1/brands"}}
+pipeline = dlt.pipeline(
+    "fresh", destination=dlt.destinations.duckdb(folder + "/destination.duckdb"),
+    pipelines_dir=folder, dataset_name="desk",
+)
+pipeline.run(support_api_from_config(config))
+print(sorted(pipeline.last_trace.last_normalize_info.row_counts))
+"""
+
+
+def test_a_fresh_process_imports_pyarrow_before_parallel_resources_extract(
+    sandbox_factory, tmp_path
+):
+    # `agents` (read by `agent_groups`) yields records on dlt's extract loop while `brands`,
+    # in a worker thread, makes the first arrow table: pyarrow half imported there failed
+    # the loop's check of an `agents` item
+    server = sandbox_factory(seed=21, size=150, shape="desk", auth="api_key_query")
+    child = subprocess.run(  # noqa: S603 - our own interpreter running our own script
+        [sys.executable, "-c", CHILD_RUN, server.url, server.secrets.api_key, str(tmp_path)],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "'brands'" in child.stdout

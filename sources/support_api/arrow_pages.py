@@ -99,6 +99,11 @@ def _pyarrow() -> Any:
     return pa
 
 
+def import_pyarrow() -> None:
+    """Imports pyarrow now, on the calling thread (see `resources.import_pyarrow_for_run`)."""
+    _pyarrow()
+
+
 def is_arrow_table(item: Any) -> bool:
     """Whether `item` is a pyarrow table (without importing pyarrow when nothing has).
 

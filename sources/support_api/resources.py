@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Final, cast
 
@@ -38,7 +39,7 @@ from dlt.sources.rest_api.config_setup import (
     setup_incremental_object,
 )
 
-from .arrow_pages import ArrowBatches, is_arrow_table
+from .arrow_pages import ArrowBatches, import_pyarrow, is_arrow_table
 from .config import NormalizedConfig, copy_structure, make_paginator, top_level_cursor
 from .http_policy import (
     BodyRules,
@@ -213,6 +214,7 @@ def _own_resource(
 
     cursor_field = plan.cursor_field if plan is not None else _top_level_name(incremental_object)
     arrow = plan.arrow if plan is not None else incremental_object is None or bool(cursor_field)
+    import_pyarrow_for_run(arrow)
     batches = ArrowBatches(
         table=resource["name"],
         cursor_field=cursor_field,
@@ -359,6 +361,30 @@ def _destination_capabilities() -> DestinationCapabilitiesContext | None:
 def _has_pyarrow() -> bool:
     """Whether pyarrow is installed (`dlt[parquet]`), without importing it."""
     return importlib.util.find_spec("pyarrow") is not None
+
+
+def import_pyarrow_for_run(resource_takes_arrow: bool) -> None:
+    """Imports pyarrow while the source is built, on the caller's thread, if the run may use it.
+
+    That is: the resource may make arrow tables, pyarrow is installed, and the active
+    pipeline's destination, where one is known yet, loads parquet.
+
+    A parallelized resource extracts in a worker thread. Had it imported pyarrow there, at
+    its first batch, dlt's extract loop could meanwhile check another resource's item with
+    pyarrow in `sys.modules` but half initialised, and fail the run (`AttributeError: partially
+    initialized module 'pyarrow' has no attribute 'Table'`, in `get_data_item_format`).
+
+    Args:
+        resource_takes_arrow: Whether the resource being built may make arrow tables.
+    """
+    if not resource_takes_arrow or "pyarrow" in sys.modules or not _has_pyarrow():
+        return
+    capabilities = _destination_capabilities()
+    if capabilities is not None and "parquet" not in (
+        capabilities.supported_loader_file_formats or ()
+    ):
+        return  # no arrow tables in this run (records load as rows)
+    import_pyarrow()
 
 
 def loads_parquet() -> bool:
