@@ -13,6 +13,7 @@ from typing import Any
 
 import dlt
 import pytest
+from dlt.common.normalizers.json.relational import DataItemNormalizer as RelationalNormalizer
 from dlt.common.schema import Schema
 from dlt.common.schema.typing import TRowFilters, TSimpleRegex
 
@@ -36,16 +37,25 @@ def records() -> list[dict[str, Any]]:
     ]
 
 
-def load(tmp_path, name: str, setup: SchemaSetup, arrow: bool) -> dlt.Pipeline:
-    """Loads `records()` into table `t` as arrow batches or as dlt's rows."""
+def nested_records() -> list[dict[str, Any]]:
+    return [
+        {"id": i, "via": {"channel": "email", "rel": i}, "tags": ["a", "b"][: i % 3]}
+        for i in range(3)
+    ]
+
+
+def load(
+    tmp_path, name: str, setup: SchemaSetup, arrow: bool, rows: Callable[[], Any] = records
+) -> dlt.Pipeline:
+    """Loads `rows()` into table `t` as arrow batches or as dlt's rows."""
 
     @dlt.resource(name="t")
     def t() -> Iterator[Any]:
         if not arrow:
-            yield records()
+            yield rows()
             return
         batches = ArrowBatches("t", None, {}, dlt.current.source_schema)
-        for batch in batches.batches([records()]):
+        for batch in batches.batches([rows()]):
             yield batches.finish_with_hints(batch)
 
     schema = Schema("settings")
@@ -131,3 +141,34 @@ def test_a_null_in_a_column_a_default_hint_makes_not_null_is_left_to_the_row_pat
     batches = ArrowBatches("t", None, {}, lambda: schema)
     (batch,) = batches.batches([records()])
     assert not is_arrow_table(batch)  # the row path reports the null where dlt does
+
+
+def nesting_zero(schema: Schema) -> None:
+    RelationalNormalizer.update_normalizer_config(schema, {"max_nesting": 0})
+
+
+def nesting_zero_but_via_text(schema: Schema) -> None:
+    nesting_zero(schema)
+    schema.update_preferred_types({TSimpleRegex("via"): "text"})
+
+
+@pytest.mark.parametrize(
+    ("setup", "as_arrow"),
+    [
+        pytest.param(nesting_zero, True, id="max_nesting 0: nested values kept whole"),
+        pytest.param(
+            lambda schema: schema.update_preferred_types(
+                {TSimpleRegex("via"): "json", TSimpleRegex("tags"): "json"}
+            ),
+            True,
+            id="preferred json",
+        ),
+        pytest.param(nesting_zero_but_via_text, False, id="max_nesting 0, preferred text"),
+        pytest.param(unchanged, False, id="flattened and child tables"),
+    ],
+)
+def test_nested_values_load_as_on_the_row_path(tmp_path, setup: SchemaSetup, as_arrow: bool):
+    arrow = load(tmp_path, "arrow", setup, arrow=True, rows=nested_records)
+    rows = load(tmp_path, "rows", setup, arrow=False, rows=nested_records)
+    assert loaded_tables(arrow) == loaded_tables(rows)
+    assert arrow_tables(arrow) == ({"t"} if as_arrow else set())

@@ -220,9 +220,12 @@ def _infer(
     """
     kind = type(value)
     if kind is dict or kind is list:
-        # kept whole below the table's nesting level or by a preferred `json` type; else the
-        # row path flattens an object and makes a child table of a list
-        return "json" if nested_as_json or preferred == "json" else None
+        # kept whole by a preferred `json` type or below the table's nesting level (where
+        # another preferred type would coerce it); else the row path flattens an object and
+        # makes a child table of a list
+        if preferred == "json" or (preferred is None and nested_as_json):
+            return "json"
+        return None
     # dlt annotates the detection's result without None, which it returns when none matches
     detected = cast("str | None", autodetect_sc_type(detections, kind, value))
     data_type = preferred or detected or _PY_TYPES.get(kind)
