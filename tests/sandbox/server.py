@@ -211,6 +211,8 @@ class RequestRecord:
         auth_kind: Credentials presented: `none`, `api_key_query`, `api_key_header`,
             `bearer`, `basic` or `client_secret_post`.
         fault: Kind of the injected fault, None for a normal response.
+        at: `time.monotonic()` when the server began to process it: its rate-limit window
+            is `floor(at)`. Left out of comparisons.
     """
 
     method: str
@@ -219,6 +221,7 @@ class RequestRecord:
     status: int
     auth_kind: str
     fault: str | None = None
+    at: float = field(default=0.0, compare=False)
 
 
 class FakeClock:
@@ -872,6 +875,7 @@ class SandboxServer:
             return self._admin(method, path, query)
         if self.latency_ms > 0:
             time.sleep(self.latency_ms / 1000)
+        arrived = time.monotonic()
         response = self._process(method, path, query, headers, body)
         record = RequestRecord(
             method=method,
@@ -880,6 +884,7 @@ class SandboxServer:
             status=_DROPPED if response.drop else response.status,
             auth_kind=self._auth_kind(path, query, headers, body),
             fault=response.fault,
+            at=arrived,
         )
         with self._lock:
             self._log.append(record)
