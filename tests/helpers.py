@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,9 @@ def loaded_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
     return {k: v for k, v in counts.items() if not k.startswith("_dlt")}
 
 
-def find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """Walks `__cause__`/`__context__` (and dlt's wrapped exceptions) to find a `kind`."""
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception behind it, once each: `__cause__`, `__context__` and the
+    exceptions dlt and exception groups wrap (`exceptions`)."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -77,11 +78,21 @@ def find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException |
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, kind):
-            return current
+        yield current
         stack.extend([current.__cause__, current.__context__])
         stack.extend(getattr(current, "exceptions", None) or [])
-    return None
+
+
+def find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first `kind` in the exception chain of `exc` (itself included), None without one."""
+    return next((current for current in exception_chain(exc) if isinstance(current, kind)), None)
+
+
+def chain_text(exc: BaseException) -> str:
+    """Every message and repr in the exception chain (causes, contexts, wrapped exceptions)."""
+    return "\n".join(
+        part for current in exception_chain(exc) for part in (str(current), repr(current))
+    )
 
 
 def loaded_files(pipeline: dlt.Pipeline) -> set[tuple[str, str]]:

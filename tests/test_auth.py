@@ -43,6 +43,7 @@ from sources.support_api.auth import (
     refresh_token_fingerprint,
 )
 from sources.support_api.errors import AuthenticationError, ConfigError
+from tests.helpers import chain_text
 
 TOKEN_URL = "https://auth.example.test/oauth/token"
 API_URL = "https://api.example.test"
@@ -345,17 +346,6 @@ def assert_clean(text: str, secrets: list[str]) -> None:
     assert not leaked, f"secrets leaked: {len(leaked)}"
 
 
-def exception_chain_text(exc: BaseException) -> str:
-    parts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        parts.extend([str(current), repr(current)])
-        current = current.__cause__ or current.__context__
-    return "\n".join(parts)
-
-
 # --- lazy fetch, reuse, early refresh -----------------------------------------------------------
 
 
@@ -599,7 +589,7 @@ def test_failed_save_raises_and_new_access_token_is_not_used(
     assert "vault unavailable" in message
     assert "revoked" in message
     assert "sources.support_api.credentials.refresh_token" in message
-    assert_clean(exception_chain_text(raised.value), all_secrets(harness))
+    assert_clean(chain_text(raised.value), all_secrets(harness))
     assert harness.api.seen_tokens == []
 
     # the new refresh token was kept in memory: once the store works, the run can go on
@@ -621,7 +611,7 @@ def test_failed_save_message_redacts_a_token_echoed_by_the_store(
     store.save = echoing_save  # type: ignore[method-assign]  # a store with a careless message
     with pytest.raises(AuthenticationError) as raised:
         auth.current_access_token()
-    assert_clean(exception_chain_text(raised.value), all_secrets(harness))
+    assert_clean(chain_text(raised.value), all_secrets(harness))
     assert raised.value.__cause__ is None
 
 
@@ -1154,7 +1144,7 @@ def test_error_messages_never_contain_secrets(
         errors.append(raised.value)
     secrets = all_secrets(harness)
     for error in errors:
-        assert_clean(exception_chain_text(error), secrets)
+        assert_clean(chain_text(error), secrets)
     assert "invalid_grant: token *** revoked; client ***" in str(errors[0])
 
 

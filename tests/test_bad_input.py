@@ -34,7 +34,7 @@ from sources.support_api import (
     support_api_from_config,
 )
 from sources.support_api.errors import MAX_BODY_IN_ERROR
-from tests.helpers import find_cause, make_pipeline, table_ids
+from tests.helpers import chain_text, find_cause, make_pipeline, table_ids
 from tests.sandbox import SECRET_PREFIXES, Fault, Route
 
 CONFIG_SECRET = "sbxkey-config-secret-0123456789"
@@ -43,22 +43,6 @@ REDACTED_KEY = ("api_key=***", "api_key=%2A%2A%2A")
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def chain_text(exc: BaseException) -> str:
-    """Every message and repr in the exception chain (causes, contexts, grouped exceptions)."""
-    parts: list[str] = []
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        parts.extend([str(current), repr(current)])
-        stack.extend([current.__cause__, current.__context__])
-        stack.extend(getattr(current, "exceptions", None) or [])
-    return "\n".join(parts)
 
 
 def assert_no_secret(text: str, *secrets: str) -> None:
