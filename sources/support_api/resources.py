@@ -380,11 +380,13 @@ def import_pyarrow_for_run(resource_takes_arrow: bool) -> None:
     if not resource_takes_arrow or "pyarrow" in sys.modules or not _has_pyarrow():
         return
     capabilities = _destination_capabilities()
-    if capabilities is not None and "parquet" not in (
-        capabilities.supported_loader_file_formats or ()
-    ):
-        return  # no arrow tables in this run (records load as rows)
-    import_pyarrow()
+    if capabilities is None or _takes_parquet(capabilities):
+        import_pyarrow()  # else no arrow tables in this run (records load as rows)
+
+
+def _takes_parquet(capabilities: DestinationCapabilitiesContext) -> bool:
+    """Whether a destination with these capabilities loads parquet files."""
+    return "parquet" in (capabilities.supported_loader_file_formats or ())
 
 
 def loads_parquet() -> bool:
@@ -393,11 +395,7 @@ def loads_parquet() -> bool:
     Also False without pyarrow: dlt writes no parquet then, and records stay records.
     """
     capabilities = _destination_capabilities()
-    return (
-        capabilities is not None
-        and "parquet" in (capabilities.supported_loader_file_formats or ())
-        and _has_pyarrow()
-    )
+    return capabilities is not None and _takes_parquet(capabilities) and _has_pyarrow()
 
 
 def fast_file_format(exact_numbers: bool = False) -> str | None:
