@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import dlt
+from dlt.extract import DltSource
+from dlt.sources.rest_api import rest_api_source
+
+from sources.support_api import support_api_from_config
+
+FACTORIES: Final[dict[str, Callable[[Any], DltSource]]] = {
+    "plain": rest_api_source,
+    "ours": support_api_from_config,
+}
+"""Source builders compared by the parity tests: plain dlt's `rest_api_source` and ours."""
 
 
 def desk_dict_config(server: Any, tables: Sequence[str], **resource_hints: Any) -> dict[str, Any]:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from dlt.common.schema.typing import TSimpleRegex
-from dlt.extract import DltSource
-from dlt.sources.rest_api import rest_api_source
 
-from sources.support_api import support_api_from_config
 from tests.helpers import (
+    FACTORIES,
     arrow_tables,
     desk_dict_config,
     loaded_counts,
@@ -65,11 +62,7 @@ def plain_config(url: str, api_key: str) -> dict:
 
 def test_same_rows_and_same_requests_as_plain_dlt(sandbox_factory, tmp_path):
     results: dict[str, dict[str, Any]] = {}
-    factories: dict[str, Callable[[Any], DltSource]] = {
-        "plain": rest_api_source,
-        "ours": support_api_from_config,
-    }
-    for name, factory in factories.items():
+    for name, factory in FACTORIES.items():
         # identical twin servers: each variant sees the same data and the same mutation
         server = sandbox_factory(seed=21, size=150, shape="desk", auth="api_key_query")
         config = plain_config(server.url, server.secrets.api_key)
@@ -115,11 +108,7 @@ def test_arrow_batches_with_an_incremental_load_what_plain_dlt_loads(sandbox_fac
     results: dict[str, Any] = {}
     formats: dict[str, set[str]] = {}
     inputs: dict[str, Any] = {}
-    factories: dict[str, Callable[[Any], DltSource]] = {
-        "plain": rest_api_source,
-        "ours": support_api_from_config,
-    }
-    for name, factory in factories.items():
+    for name, factory in FACTORIES.items():
         server = sandbox_factory(seed=23, size=120, shape="desk", auth="api_key_query")
         config = incremental_config(server)
         pipeline = make_pipeline(tmp_path, f"incremental_{name}")
@@ -164,11 +153,7 @@ def test_a_declared_decimal_column_rounds_as_on_plain_dlt(sandbox_factory, tmp_p
     # plain dlt's row-by-row inserts round: records of such a table load from jsonl instead
     fee = {"name": "fee", "data_type": "decimal", "precision": 10, "scale": 2}
     loaded: dict[str, list[tuple[Any, ...]]] = {}
-    factories: dict[str, Callable[[Any], DltSource]] = {
-        "plain": rest_api_source,
-        "ours": support_api_from_config,
-    }
-    for name, factory in factories.items():
+    for name, factory in FACTORIES.items():
         server = sandbox_factory(seed=25, size=40, shape="desk", auth="api_key_query")
         rows = server.dataset.window("brands", 5).rows
         for position, row in enumerate(rows):
@@ -187,11 +172,7 @@ def test_a_declared_decimal_column_rounds_as_on_plain_dlt(sandbox_factory, tmp_p
 
 def test_schema_settings_a_pipeline_script_sets_load_as_on_plain_dlt(sandbox_factory, tmp_path):
     results: dict[str, Any] = {}
-    factories: dict[str, Callable[[Any], DltSource]] = {
-        "plain": rest_api_source,
-        "ours": support_api_from_config,
-    }
-    for name, factory in factories.items():
+    for name, factory in FACTORIES.items():
         server = sandbox_factory(seed=41, size=120, shape="desk", auth="api_key_query")
         source = factory(desk_dict_config(server, ["customers", "agents"]))
         # default hints and a preferred type, set on the source as a pipeline script may

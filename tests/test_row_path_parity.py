@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dlt.extract import DltSource
-from dlt.sources.rest_api import rest_api_source
 
 from sources.support_api import arrow_pages, support_api_from_config
 from tests.helpers import (
+    FACTORIES,
     arrow_tables,
     desk_dict_config,
     loaded_tables,
@@ -20,11 +18,6 @@ from tests.helpers import (
     table_rows,
 )
 from tests.sandbox import Fault
-
-FACTORIES: dict[str, Callable[[Any], DltSource]] = {
-    "plain": rest_api_source,
-    "ours": support_api_from_config,
-}
 
 
 def column_order(pipeline) -> dict[str, list[str]]:
