@@ -10,9 +10,17 @@ from typing import cast
 
 import pytest
 import requests
-from requests import Request, Response
+from dlt.sources.helpers.requests import Client
+from requests import PreparedRequest, Request, Response
+from requests.adapters import HTTPAdapter
 
-from sources.support_api.http_policy import PacedSession, RateLimitPacer, RetryPolicy, SessionPool
+from sources.support_api.http_policy import (
+    PacedAdapter,
+    PacedSession,
+    RateLimitPacer,
+    RetryPolicy,
+    SessionPool,
+)
 from sources.support_api.paginators import OffsetLimitPaginator, PageNumberSizePaginator
 from tests.sandbox import FakeClock
 
@@ -216,6 +224,65 @@ def test_pacer_reads_an_epoch_reset():
     pacer.acquire()
     assert len(sleeps) == 1
     assert 25 < sleeps[0] <= 30
+
+
+def paced_session(
+    pacer: RateLimitPacer, answers: list[Response], monkeypatch: pytest.MonkeyPatch
+) -> tuple[PacedSession, list[PreparedRequest]]:
+    """A paced session retrying 429s and 503s at once (dlt's own waits off), whose transport
+    hands out `answers` in turn."""
+    sent: list[PreparedRequest] = []
+    pending = iter(answers)
+
+    def answer(
+        _adapter: HTTPAdapter, request: PreparedRequest, *_: object, **__: object
+    ) -> Response:
+        sent.append(request)
+        reply = next(pending)
+        reply.request, reply.url, reply._content = request, request.url or "", b"{}"
+        return reply
+
+    monkeypatch.setattr(HTTPAdapter, "send", answer)
+    client = Client(
+        raise_for_status=False,
+        status_codes=(429, 503),
+        request_max_attempts=3,
+        request_backoff_factor=0,
+        respect_retry_after_header=False,
+    )
+    return PacedSession(client, PacedAdapter(pacer), ThreadPoolExecutor(1)), sent
+
+
+def test_a_retried_attempt_waits_for_the_rate_limit_window(monkeypatch):
+    # the first attempt spends the window's budget and fails with a 503: dlt retries it at
+    # once (no backoff), and the retry still waits for the window to reset
+    pacer, clock, sleeps = pacer_with_clock()
+    session, sent = paced_session(
+        pacer,
+        [response(503, limits(0, 5)), response(200, limits(19, 1)), response(200, limits(18, 1))],
+        monkeypatch,
+    )
+    start = clock()
+    reply = session.send(session.prepare_request(Request("GET", "http://api.example.com/v1/a")))
+    assert reply.status_code == 200
+    assert [request.url for request in sent] == ["http://api.example.com/v1/a"] * 2
+    assert sleeps == [5]
+    assert clock() - start == 5
+    # the answer to the retry is the budget now: 19 left, nothing waits
+    session.send(session.prepare_request(Request("GET", "http://api.example.com/v1/b")))
+    assert sleeps == [5]
+
+
+def test_a_429_answer_to_any_attempt_pauses_every_request(monkeypatch):
+    pacer, _, sleeps = pacer_with_clock()
+    too_many = response(429, {"Retry-After": "3"})
+    session, sent = paced_session(pacer, [too_many, response(200), response(200)], monkeypatch)
+    session.send(session.prepare_request(Request("GET", "http://api.example.com/v1/a")))
+    # the retry of the 429 waited for its `Retry-After` in the pacer (dlt's own wait is off)
+    assert sleeps == [3]
+    session.send(session.prepare_request(Request("GET", "http://api.example.com/v1/b")))
+    assert sleeps == [3]
+    assert len(sent) == 3
 
 
 class RecordingSession:

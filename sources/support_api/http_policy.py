@@ -1,8 +1,9 @@
 """How support_api talks HTTP: retries, pacing, pages fetched ahead, body checks, redaction.
 
 Retries are dlt's (`dlt.sources.helpers.requests.Client`, built on tenacity): this module turns
-an endpoint's `error_handler` into such a client and wraps it per thread (`PacedSession`) to
-pace from rate-limit headers and serve prefetched pages. Response hooks turn error statuses
+an endpoint's `error_handler` into such a client, mounts a transport under its retries that
+paces every attempt from rate-limit headers (`PacedAdapter`), and wraps it per thread
+(`PacedSession`) to serve prefetched pages. Response hooks turn error statuses
 and unusable bodies into typed errors naming the resource and the redacted URL, and a log
 filter masks secret query parameters.
 """
@@ -24,6 +25,7 @@ from dlt.common import json, jsonpath
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.redaction import SENSITIVE_PARAMS, sanitize_url
 from requests import PreparedRequest, Request, Response, Session
+from requests.adapters import HTTPAdapter
 
 from .errors import ConfigError, HTTPStatusError, ResponseError, truncate_body
 from .settings import (
@@ -126,13 +128,14 @@ class RetryPolicy:
 class SessionPool:
     """One retrying `requests` session per distinct policy, shared by the resources using it.
 
-    Connections are pooled per policy (keep-alive across pages and resources).
+    Connections are pooled per policy (keep-alive across pages and resources) in the policy's
+    `PacedAdapter`, which also paces every attempt on the policy's rate-limit pacer.
     """
 
     max_connections: int = 20
     prefetch_threads: int = 8
     _clients: dict[RetryPolicy, Client] = field(default_factory=dict)
-    _pacers: dict[RetryPolicy, RateLimitPacer] = field(default_factory=dict)
+    _adapters: dict[RetryPolicy, PacedAdapter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prefetch_pool: ThreadPoolExecutor = field(init=False)
 
@@ -168,8 +171,11 @@ class SessionPool:
                     retry_condition=retry_malformed_body,
                 )
                 self._clients[policy] = client
-            pacer = self._pacers.setdefault(policy, RateLimitPacer())
-        return cast("Session", PacedSession(client, pacer, self._prefetch_pool))
+            adapter = self._adapters.get(policy)
+            if adapter is None:
+                adapter = PacedAdapter(RateLimitPacer(), pool_maxsize=self.max_connections)
+                self._adapters[policy] = adapter
+        return cast("Session", PacedSession(client, adapter, self._prefetch_pool))
 
 
 class RateLimitPacer:
@@ -319,34 +325,83 @@ def _seconds(value: str | None) -> float | None:
     return number
 
 
+class PacedAdapter(HTTPAdapter):
+    """The transport of one policy's sessions: every attempt waits on the rate-limit pacer.
+
+    Mounted below dlt's retries, so a retried attempt (and a redirect) waits for budget as a
+    first attempt does, and every answer, 429s included, updates the budget before the
+    attempt stops counting as in flight. Its connection pool is shared by the policy's
+    sessions (one per thread).
+    """
+
+    def __init__(self, pacer: RateLimitPacer, **kwargs: Any) -> None:
+        """Creates the transport.
+
+        Args:
+            pacer: The policy's rate-limit pacer.
+            **kwargs: As `requests.adapters.HTTPAdapter` takes them (`pool_maxsize`...).
+        """
+        super().__init__(**kwargs)
+        self.pacer = pacer
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        """Sends one attempt once the pacer lets it out, then reads its rate-limit headers.
+
+        Args:
+            request: The prepared request.
+            *args: As `HTTPAdapter.send` takes them.
+            **kwargs: As `HTTPAdapter.send` takes them.
+
+        Returns:
+            The response.
+        """
+        self.pacer.acquire()
+        try:
+            response = super().send(request, *args, **kwargs)
+            self.pacer.observe(response)
+            return response
+        finally:
+            self.pacer.release()
+
+
 class PacedSession:
     """What dlt's `RESTClient` gets as its session.
 
     Forwards to the calling thread's retrying session of a dlt `Client` (a `requests.Session`
-    is not thread-safe), waits on the rate-limit pacer before each request, and answers from
-    pages prefetched by a paginator when it has one for the URL.
+    is not thread-safe) with the policy's `PacedAdapter` mounted, and answers from pages
+    prefetched by a paginator when it has one for the URL.
     """
 
     raise_for_status = False
 
-    def __init__(self, client: Client, pacer: RateLimitPacer, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, client: Client, adapter: PacedAdapter, pool: ThreadPoolExecutor) -> None:
         """Wraps one policy's client.
 
         Args:
             client: dlt's retrying client for the policy.
-            pacer: The policy's rate-limit pacer.
+            adapter: The policy's transport, which paces every attempt.
             pool: Threads that fetch prefetched pages.
         """
         self._client = client
-        self.pacer = pacer
+        self._adapter = adapter
+        self.pacer = adapter.pacer
         self._pool = pool
         self._prefetched: dict[str, Future[Response]] = {}
         self._prefetch_lock = threading.Lock()
         self._environment: dict[tuple[str, str], dict[str, Any]] = {}
 
+    def _session(self) -> Session:
+        """The calling thread's retrying session, sending through the paced transport."""
+        session: Session = self._client.session
+        if session.adapters.get("https://") is not self._adapter:
+            # dlt makes one session per thread (and anew when its config changes)
+            session.mount("https://", self._adapter)
+            session.mount("http://", self._adapter)
+        return session
+
     def __getattr__(self, name: str) -> Any:
         """Everything else (prepare_request, merge_environment_settings...) is the session's."""
-        return getattr(self._client.session, name)
+        return getattr(self._session(), name)
 
     def merge_environment_settings(
         self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -378,16 +433,7 @@ class PacedSession:
         return self._send_paced(request, **kwargs)
 
     def _send_paced(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        # the pacer sees every attempt, the 429s dlt's retries absorb included
-        hooks = request.hooks.setdefault("response", [])
-        if self.pacer.observe not in hooks:
-            hooks.insert(0, self.pacer.observe)
-        self.pacer.acquire()
-        try:
-            session: Session = self._client.session
-            return session.send(request, **kwargs)
-        finally:
-            self.pacer.release()
+        return self._session().send(request, **kwargs)
 
     def prefetch(self, request: Request) -> str | None:
         """Starts fetching `request` in the background; `send` of the same URL gets the result.
