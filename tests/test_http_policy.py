@@ -226,6 +226,19 @@ def test_pacer_reads_an_epoch_reset():
     assert 25 < sleeps[0] <= 30
 
 
+def test_pacer_budget_is_what_is_left_beyond_the_requests_in_flight():
+    pacer, clock, _ = pacer_with_clock()
+    assert pacer.budget() is None  # no rate-limit headers seen: no limit known
+    pacer.observe(response(headers=limits(5, 2)))
+    assert pacer.budget() == (5, 2)
+    pacer.acquire()
+    clock.advance(0.5)
+    assert pacer.budget() == (4, 1.5)
+    pacer.observe(response(headers=limits(4, 2)))
+    pacer.release()
+    assert pacer.budget() == (4, 1.5)  # the earliest reset seen holds
+
+
 def paced_session(
     pacer: RateLimitPacer, answers: list[Response], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[PacedSession, list[PreparedRequest]]:

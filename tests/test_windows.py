@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from sources.support_api.windows import (
     walk_in_windows,
 )
 from tests.helpers import make_pipeline, table_ids
+from tests.sandbox import SandboxServer
+from tests.sandbox.fixtures import SandboxFactory
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -168,6 +171,49 @@ def test_an_end_bound_is_kept_by_every_window():
     assert all(r["updated_before"] <= iso(end) for r in api.requests)
 
 
+class PagesClock:
+    """A clock that moves 10 ms with every request the fake API serves: 100 pages a second."""
+
+    def __init__(self, api: FakeApi) -> None:
+        self.api = api
+
+    def __call__(self) -> float:
+        with self.api.lock:
+            return len(self.api.requests) * 0.01
+
+
+def walk_under_a_budget(budget: tuple[float, float]) -> FakeApi:
+    """Reads 600 rows in up to four walks under a rate-limit `budget`; returns the fake API."""
+    rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(600)])
+    api = FakeApi(rows)
+    api.delay = 0.01  # pages come slower than they are taken: without a limit, walks split
+    pages = walk_in_windows(
+        api.fetch,
+        plan(4),
+        {"updated_since": "2000-01-01T00:00:00Z"},
+        now=NOW,
+        budget=lambda: budget,
+        clock=PagesClock(api),
+    )
+    assert sorted(row["id"] for page in pages for row in page) == list(range(1, 601))
+    return api
+
+
+def test_no_walk_is_added_that_the_rate_limit_could_not_feed():
+    # 19 requests left for the next second, one walk already does 100 a second: a second walk
+    # would only cut its window in two (one request more), not go faster
+    api = walk_under_a_budget((19.0, 1.0))
+    assert api.most_in_flight == 1
+    assert len(api.requests) == 600 // PAGE
+
+
+def test_walks_are_added_while_the_rate_limit_budget_would_last():
+    # an hourly budget of 10,000: at 100 pages a second per walk, four walks spend 4,000 in
+    # the next 10 seconds (the horizon), so all four run
+    api = walk_under_a_budget((10_000.0, 3600.0))
+    assert api.most_in_flight == 4
+
+
 def test_rows_out_of_order_are_still_read_once_and_stop_the_splitting():
     rows = rows_at([EPOCH + timedelta(seconds=i * 30) for i in range(300)])
     api = FakeApi(rows, shuffled=True)
@@ -252,10 +298,17 @@ def test_the_source_reads_the_sandbox_in_windows_with_latency(sandbox_factory, t
     assert server.count(path="/v1/tickets") == requests + 1
 
 
-def test_windows_sharing_a_rate_limit_stay_under_it(sandbox_factory, tmp_path):
-    # eight windows in flight against 20 requests a second: the pacer counts what is out and
-    # waits for the turn of the window, so not one request bounces off a 429
-    server = sandbox_factory(seed=4, size=4000, shape="desk", rate_limit_per_second=20)
+def load_under_a_limit(
+    sandbox_factory: SandboxFactory, tmp_path: Path, latency_ms: float
+) -> SandboxServer:
+    """Loads 4,000 tickets (up to 8 walks) from a sandbox allowing 20 requests a second.
+
+    Checks every row loaded and not one request bounced off a 429 (on failure, the answers in
+    each of the server's 1-second windows are shown).
+    """
+    server = sandbox_factory(
+        seed=4, size=4000, shape="desk", rate_limit_per_second=20, latency_ms=latency_ms
+    )
     credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
     pipeline = make_pipeline(tmp_path)
     source = support_api(
@@ -263,7 +316,22 @@ def test_windows_sharing_a_rate_limit_stay_under_it(sandbox_factory, tmp_path):
     )
     pipeline.run(source)
     assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
-    # on failure: the answers in each of the server's 1-second windows
     windows = Counter((math.floor(r.at), r.status) for r in server.requests("/v1/tickets"))
     assert server.count(path="/v1/tickets", status=429) == 0, sorted(windows.items())
+    return server
+
+
+def test_windows_sharing_a_rate_limit_stay_under_it(sandbox_factory, tmp_path):
+    # windows in flight, each answer 200 ms away (walks are added until they would spend the
+    # budget): the pacer counts what is out and waits for the turn of the window
+    server = load_under_a_limit(sandbox_factory, tmp_path, latency_ms=200)
     assert server.count(path="/v1/tickets", status=200) >= 4000 // 100
+    assert len({r.query.get("updated_since") for r in server.requests("/v1/tickets")}) > 1
+
+
+def test_a_rate_limit_a_single_walk_outruns_gets_no_more_walks(sandbox_factory, tmp_path):
+    # answers come at once: one walk is faster than the limit, so no window is cut (before,
+    # eight walks ran and cut windows cost about 20 requests more)
+    server = load_under_a_limit(sandbox_factory, tmp_path, latency_ms=0)
+    # a first answer slower than 100 ms (a busy machine) may let one more walk start
+    assert server.count(path="/v1/tickets") <= 4000 // 100 + 3

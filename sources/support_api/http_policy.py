@@ -267,6 +267,20 @@ class RateLimitPacer:
             self._remaining, self._seen_at = 1, None
         return now
 
+    def budget(self) -> tuple[float, float] | None:
+        """What the rate limit leaves: requests not yet spent, and seconds until it resets.
+
+        Returns:
+            The requests left in the window beyond those in flight (at least 0) and the
+            seconds until the window resets (`inf` while unknown); None until an answer has
+            carried rate-limit headers.
+        """
+        with self._changed:
+            now = self._turn_window()
+            if self._remaining is None:
+                return None
+            return max(0.0, self._remaining - self._in_flight), max(0.0, self._window_end - now)
+
     def release(self) -> None:
         """Counts a request answered (or failed) and wakes the threads waiting for budget."""
         with self._changed:

@@ -250,7 +250,10 @@ def _own_resource(
                     request_params, incremental_object, incremental_param, transform
                 )
             if plan.concurrency > 1:
-                pages = walk_in_windows(fetch, plan, request_params)
+                # the policy's rate-limit budget, which more walks would not outrun
+                session = client_config["session"]
+                budget = session.pacer.budget if isinstance(session, PacedSession) else None
+                pages = walk_in_windows(fetch, plan, request_params, budget=budget)
             else:
                 pages = (page for page, _ in fetch(request_params))
         if arrow and loads_parquet() and _steps_take_arrow():

@@ -14,6 +14,10 @@ made as the walk goes (work stealing):
    it stops at the midpoint between the last timestamp it has seen and its upper bound, and a
    new walk takes the rest. Empty windows end after one request; busy ones are split again.
    On a fast API the consumer is the bottleneck and few walks run; with latency, more do.
+3. On a rate-limited API the limit can be the bottleneck instead: no walk is added once the
+   walks running would spend the budget left before the limit's window resets (looking at
+   most `RATE_HORIZON_S` ahead), at the pages per second each walk has managed so far. More
+   walks would not go faster there, only cut more windows, each ending in a short page.
 
 Rows are never lost or repeated: a walk keeps only rows below its current upper bound, and the
 split point is always later than every row the walk has already handed over (the bound and
@@ -27,6 +31,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +46,14 @@ MIN_SPLIT_SECONDS: Final = 2
 """A walk with less time than this left is not split (bounds are whole seconds)."""
 
 _PUT_TIMEOUT_S: Final = 0.1
+
+RATE_HORIZON_S: Final = 10.0
+"""How far ahead a rate-limit budget is weighed against the walks' demand: a budget that
+lasts this long at the walks' pace leaves room for another walk, however long its window."""
+
+RateBudget = Callable[[], tuple[float, float] | None]
+"""Returns the requests a rate limit still allows and the seconds until it resets (None: no
+limit known), e.g. `http_policy.RateLimitPacer.budget`."""
 
 
 @dataclass(frozen=True)
@@ -222,11 +235,29 @@ class _Walker:
             return new
 
 
+def _budget_allows_another(
+    budget: RateBudget | None, running: int, pages: int, elapsed: float
+) -> bool:
+    """Whether one more walk would still leave the rate limit's budget unspent.
+
+    The walks' demand is their pages per second so far (each walk's share alike) times the
+    seconds until the budget resets, at most `RATE_HORIZON_S`.
+    """
+    left = budget() if budget is not None else None
+    if left is None:
+        return True
+    remaining, seconds = left
+    per_walk = pages / max(elapsed, 1e-3) / max(running, 1)
+    return (running + 1) * per_walk * min(seconds, RATE_HORIZON_S) < remaining
+
+
 def walk_in_windows(
     fetch: FetchPages,
     plan: WindowPlan,
     params: Mapping[str, Any],
     now: datetime | None = None,
+    budget: RateBudget | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Generator[list[Any], None, None]:
     """Yields every record of the range in `params`, in pages, read in concurrent windows.
 
@@ -238,6 +269,8 @@ def walk_in_windows(
         params: Params of the first request, bounds included (as the incremental set them).
         now: Upper bound assumed for the open-ended window when splitting; the current time
             when None. Rows later than it are still read (the last window is open).
+        budget: The rate limit's budget (None: no limit to weigh walks against).
+        clock: Monotonic seconds, to measure the walks' pace.
 
     Yields:
         Lists of records; a page may be cut where a window ends.
@@ -251,8 +284,10 @@ def walk_in_windows(
     walker.walks.append(first)
     running = 1
     # daemon threads: a walk blocked on a consumer that went away never holds up the exit
+    began = clock()
     _start(walker, first, 0)
     started = 1
+    pages = 0
     try:
         while running:
             kind, payload = walker.events.get()
@@ -260,13 +295,17 @@ def walk_in_windows(
                 raise payload
             if kind == "done":
                 running -= 1
-            elif payload:
-                yield payload
+            else:
+                pages += 1
+                if payload:
+                    yield payload
             # another walk only while pages come slower than they are taken: with pages
-            # waiting, the consumer is the bottleneck and one more walk would only compete
+            # waiting, the consumer is the bottleneck and one more walk would only compete;
+            # and only while the rate limit, if any, would not be the bottleneck instead
             while (
                 running < plan.concurrency
                 and walker.events.empty()
+                and _budget_allows_another(budget, running, pages, clock() - began)
                 and (new := walker.split()) is not None
             ):
                 running += 1
