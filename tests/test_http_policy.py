@@ -299,15 +299,23 @@ def test_a_429_answer_to_any_attempt_pauses_every_request(monkeypatch):
 
 
 class RecordingSession:
-    """Stands in for `PacedSession`: records what a walk fetches ahead."""
+    """Stands in for `PacedSession`: records what a walk fetches ahead.
+
+    A URL in `on_its_way` has not come back yet; every other one has.
+    """
 
     def __init__(self) -> None:
         self.prefetched: list[dict] = []
         self.discarded: list[str] = []
+        self.on_its_way: set[str] = set()
+        self.pacer = RateLimitPacer()
 
     def prefetch(self, request: Request) -> str:
         self.prefetched.append(dict(request.params))
         return f"url-{len(self.prefetched)}"
+
+    def ready(self, url: str) -> bool:
+        return url not in self.on_its_way
 
     def discard(self, urls: list[str]) -> None:
         self.discarded.extend(urls)
@@ -317,32 +325,68 @@ def page(rows: int) -> list[dict]:
     return [{"id": i} for i in range(rows)]
 
 
-def test_offset_walk_fetches_the_next_pages_ahead_after_a_full_page_and_drops_the_rest():
-    paginator = OffsetLimitPaginator(limit=10, prefetch=3)
+def offset_walk(depth: int) -> tuple[OffsetLimitPaginator, RecordingSession, Request]:
+    """An offset walk of pages of 10 that fetches at most `depth` pages ahead, started."""
+    paginator = OffsetLimitPaginator(limit=10, prefetch=depth)
     session = RecordingSession()
     paginator.prefetch.session = cast("PacedSession", session)
     request = Request("GET", "http://127.0.0.1/v1/tickets", params={})
     paginator.init_request(request)
+    return paginator, session, request
+
+
+def next_page(paginator: OffsetLimitPaginator, request: Request, rows: int = 10) -> None:
+    paginator.update_state(response(), page(rows))
+    paginator.update_request(request)
+
+
+def test_offset_walk_fetches_the_next_pages_ahead_after_a_full_page_and_drops_the_rest():
+    paginator, session, request = offset_walk(depth=3)
     assert session.prefetched == [], "nothing is fetched ahead of the first page"
 
-    paginator.update_state(response(), page(10))
-    paginator.update_request(request)
+    next_page(paginator, request)
+    assert [p["offset"] for p in session.prefetched] == [10, 20]
+
+    next_page(paginator, request)  # offset 10 had come back: no further ahead
+    # each page is asked of the session once: preparing a request costs about 0.2 ms
     assert [p["offset"] for p in session.prefetched] == [10, 20, 30]
 
-    paginator.update_state(response(), page(10))
-    paginator.update_request(request)
-    # each page is asked of the session once: preparing a request costs about 0.2 ms
-    assert [p["offset"] for p in session.prefetched] == [10, 20, 30, 40]
-
-    paginator.update_state(response(), page(4))  # short page: the walk ends
-    paginator.update_request(request)
+    next_page(paginator, request, rows=4)  # short page: the walk ends
     assert not paginator.has_next_page
-    assert session.discarded == [f"url-{i}" for i in range(1, 5)]
+    assert session.discarded == [f"url-{i}" for i in range(1, 4)]
 
     paginator.init_request(request)  # a new walk (the next parent of a child resource)
-    paginator.update_state(response(), page(10))
-    paginator.update_request(request)
-    assert [p["offset"] for p in session.prefetched[4:]] == [10, 20, 30]
+    next_page(paginator, request)
+    assert [p["offset"] for p in session.prefetched[3:]] == [10, 20]
+
+
+def test_a_walk_that_waits_for_its_next_page_fetches_further_ahead_up_to_its_depth():
+    paginator, session, request = offset_walk(depth=5)
+    next_page(paginator, request)
+    assert [p["offset"] for p in session.prefetched] == [10, 20]
+    session.on_its_way = {"url-2"}  # offset 20, asked for next, has not come back
+    next_page(paginator, request)
+    assert paginator.prefetch.ahead == 4
+    assert [p["offset"] for p in session.prefetched] == [10, 20, 30, 40, 50]
+    session.on_its_way = {"url-3"}
+    next_page(paginator, request)
+    assert paginator.prefetch.ahead == 5
+    assert [p["offset"] for p in session.prefetched][5:] == [60, 70]
+    session.on_its_way = set()
+    next_page(paginator, request)
+    assert paginator.prefetch.ahead == 5
+    paginator.init_request(request)
+    assert paginator.prefetch.ahead == 2, "a new walk starts near again"
+
+
+def test_a_walk_held_back_by_the_rate_limit_fetches_no_further_ahead():
+    paginator, session, request = offset_walk(depth=5)
+    next_page(paginator, request)
+    session.pacer.observe(response(headers=limits(0, 5)))  # the budget is spent
+    session.on_its_way = {"url-2"}
+    next_page(paginator, request)
+    assert paginator.prefetch.ahead == 2
+    assert [p["offset"] for p in session.prefetched] == [10, 20, 30]
 
 
 def test_page_number_walk_fetches_ahead_with_the_page_size():
@@ -357,13 +401,8 @@ def test_page_number_walk_fetches_ahead_with_the_page_size():
 
 
 def test_no_fetching_ahead_when_the_first_page_is_short():
-    paginator = OffsetLimitPaginator(limit=10, prefetch=3)
-    session = RecordingSession()
-    paginator.prefetch.session = cast("PacedSession", session)
-    request = Request("GET", "http://127.0.0.1/v1/tickets", params={})
-    paginator.init_request(request)
-    paginator.update_state(response(), page(3))
-    paginator.update_request(request)
+    paginator, session, request = offset_walk(depth=3)
+    next_page(paginator, request, rows=3)
     assert session.prefetched == []
 
 

@@ -467,6 +467,19 @@ class PacedSession:
             self._prefetched[url] = self._pool.submit(self._send_paced, prepared, **settings)
         return url
 
+    def ready(self, url: str) -> bool:
+        """Whether the page fetched ahead under `url` has come back (or is not fetched ahead).
+
+        Args:
+            url: A URL `prefetch` returned.
+
+        Returns:
+            False only while that request is still on its way.
+        """
+        with self._prefetch_lock:
+            future = self._prefetched.get(url)
+        return future is None or future.done()
+
     def discard(self, urls: list[str]) -> None:
         """Drops prefetches nobody will ask for (pages past the end) and closes their responses."""
         with self._prefetch_lock:

@@ -29,8 +29,11 @@ from requests import Request, Response
 from .errors import PaginationError
 from .http_policy import PacedSession
 
-DEFAULT_PREFETCH_PAGES = 4
-"""Pages an offset or page-number walk fetches ahead, concurrently, once a page comes back full."""
+DEFAULT_PREFETCH_PAGES = 16
+"""Most pages an offset or page-number walk fetches ahead, concurrently (`PagePrefetch`)."""
+
+FIRST_PREFETCH_PAGES = 2
+"""Pages fetched ahead after the first full page, before the walk shows it waits for them."""
 
 
 class _RepeatGuard:
@@ -71,28 +74,39 @@ class PagePrefetch:
     """Fetches the next pages of a numbered walk (offset or page number) ahead of dlt's loop.
 
     dlt's paging loop asks for one page at a time. When a page comes back full, the pages
-    after it are requested in the background (at most `prefetch` ahead, in order); the loop's
-    next `send` then finds its response ready. A walk that ends returns nothing early: pages
-    past the end that were fetched ahead are dropped (at most `prefetch - 1` extra requests).
-    The first page is never fetched ahead, so a run with nothing new costs one request.
+    after it are requested in the background, in order; the loop's next `send` then finds its
+    response ready. How far ahead grows with need: `FIRST_PREFETCH_PAGES` at first, doubled
+    (up to `depth`) each time the loop moves on to a page still on its way, since then the
+    API's latency, not dlt, holds the walk back. It does not grow while the rate limit holds
+    requests back (more would only wait for budget). A walk that ends returns nothing early:
+    pages past the end that were fetched ahead are dropped (fewer than the pages fetched ahead
+    at that point, so at most `depth - 1` extra requests). The first page is never fetched
+    ahead, so a run with nothing new costs one request.
     """
 
     def __init__(self, depth: int) -> None:
         """Sets how many pages may be fetched ahead; `session` is attached by the builder.
 
         Args:
-            depth: Pages fetched ahead (0 disables fetching ahead).
+            depth: Most pages fetched ahead (0 disables fetching ahead).
         """
         self.depth = depth
         self.session: PacedSession | None = None
         self.armed = False
         self._scheduled: dict[int, str | None] = {}
         """URL fetched ahead by page value (None: the session had it on its way already)."""
+        self._ahead = min(depth, FIRST_PREFETCH_PAGES)
+
+    @property
+    def ahead(self) -> int:
+        """Pages the walk fetches ahead now."""
+        return self._ahead
 
     def reset(self) -> None:
         """Forgets the URLs of the previous walk; nothing is fetched ahead of the first page."""
         self._scheduled = {}
         self.armed = False
+        self._ahead = min(self.depth, FIRST_PREFETCH_PAGES)
 
     def follow(self, walk: RangePaginator, request: Request) -> None:
         """Called once `walk` has pointed `request` at its next page.
@@ -117,7 +131,8 @@ class PagePrefetch:
             or request.method.upper() != "GET"
         ):
             return
-        for i in range(self.depth):
+        self._grow(self.session, self._scheduled.get(walk.current_value))
+        for i in range(self._ahead):
             value = walk.current_value + i * walk.value_step
             if walk.maximum_value is not None and value >= walk.maximum_value:
                 break
@@ -128,6 +143,19 @@ class PagePrefetch:
             ahead = copy.copy(request)
             ahead.params = {**(request.params or {}), param: value}
             self._scheduled[value] = self.session.prefetch(ahead)
+
+    def _grow(self, session: PacedSession, next_url: str | None) -> None:
+        """Fetches further ahead when the page the loop asks for next is still on its way.
+
+        Not while the rate limit holds requests back: there the budget, not the latency,
+        decides how fast pages come.
+        """
+        if self._ahead >= self.depth or next_url is None or session.ready(next_url):
+            return
+        budget = session.pacer.budget()
+        if budget is not None and budget[0] < 1:
+            return
+        self._ahead = min(self.depth, 2 * self._ahead)
 
     def finish(self) -> None:
         """Drops what was fetched ahead and will not be asked for."""
@@ -254,7 +282,8 @@ class OffsetLimitPaginator(OffsetPaginator):
             stop_after_empty_page: Stop on an empty page.
             stop_after_short_page: Stop on a page with fewer than `limit` items.
             has_more_path: JSON path of a boolean telling whether more pages exist.
-            prefetch: Pages fetched ahead, concurrently, while a walk continues (0: none).
+            prefetch: Most pages fetched ahead, concurrently, while a walk continues (0: none;
+                `PagePrefetch` says how far ahead it goes).
         """
         super().__init__(
             limit=limit,
@@ -348,7 +377,8 @@ class PageNumberSizePaginator(PageNumberPaginator):
             page_size_param: Query parameter for the page size.
             stop_after_empty_page: Stop on an empty page.
             has_more_path: JSON path of a boolean telling whether more pages exist.
-            prefetch: Pages fetched ahead, concurrently, while a walk continues (0: none).
+            prefetch: Most pages fetched ahead, concurrently, while a walk continues (0: none;
+                `PagePrefetch` says how far ahead it goes).
         """
         super().__init__(
             base_page=base_page,
