@@ -301,21 +301,21 @@ def test_a_429_answer_to_any_attempt_pauses_every_request(monkeypatch):
 class RecordingSession:
     """Stands in for `PacedSession`: records what a walk fetches ahead.
 
-    A URL in `on_its_way` has not come back yet; every other one has.
+    `wait` is how long the loop waited for each page fetched ahead.
     """
 
     def __init__(self) -> None:
         self.prefetched: list[dict] = []
         self.discarded: list[str] = []
-        self.on_its_way: set[str] = set()
+        self.wait = 0.0
         self.pacer = RateLimitPacer()
 
     def prefetch(self, request: Request) -> str:
         self.prefetched.append(dict(request.params))
         return f"url-{len(self.prefetched)}"
 
-    def ready(self, url: str) -> bool:
-        return url not in self.on_its_way
+    def waited(self) -> float:
+        return self.wait
 
     def discard(self, urls: list[str]) -> None:
         self.discarded.extend(urls)
@@ -360,33 +360,38 @@ def test_offset_walk_fetches_the_next_pages_ahead_after_a_full_page_and_drops_th
     assert [p["offset"] for p in session.prefetched[3:]] == [10, 20]
 
 
-def test_a_walk_that_waits_for_its_next_page_fetches_further_ahead_up_to_its_depth():
+def read_pages(paginator: OffsetLimitPaginator, request: Request, pages: int) -> int:
+    """Reads `pages` full pages; returns how many pages the walk then fetches ahead."""
+    for _ in range(pages):
+        next_page(paginator, request)
+    return paginator.prefetch.ahead
+
+
+def test_a_walk_that_waits_for_its_pages_fetches_further_ahead_within_its_limits():
     paginator, session, request = offset_walk(depth=5)
-    next_page(paginator, request)
-    assert [p["offset"] for p in session.prefetched] == [10, 20]
-    session.on_its_way = {"url-2"}  # offset 20, asked for next, has not come back
-    next_page(paginator, request)
-    assert paginator.prefetch.ahead == 4
-    assert [p["offset"] for p in session.prefetched] == [10, 20, 30, 40, 50]
-    session.on_its_way = {"url-3"}
-    next_page(paginator, request)
-    assert paginator.prefetch.ahead == 5
-    assert [p["offset"] for p in session.prefetched][5:] == [60, 70]
-    session.on_its_way = set()
-    next_page(paginator, request)
-    assert paginator.prefetch.ahead == 5
+    session.wait = 0.02  # the loop waits 20 ms for every page fetched ahead
+    # at most one page ahead per 4 read, 2 at least, and never beyond the depth
+    assert read_pages(paginator, request, 8) == 2
+    assert read_pages(paginator, request, 8) == 4
+    assert read_pages(paginator, request, 16) == 5
+    # every page asked for once, in order
+    assert [p["offset"] for p in session.prefetched] == list(range(10, 370, 10))
     paginator.init_request(request)
     assert paginator.prefetch.ahead == 2, "a new walk starts near again"
+    assert read_pages(paginator, request, 8) == 2
+
+
+def test_a_walk_that_does_not_wait_for_its_pages_fetches_no_further_ahead():
+    paginator, session, request = offset_walk(depth=5)
+    session.wait = 0.008  # handed over about as fast as the loop takes them
+    assert read_pages(paginator, request, 48) == 2
 
 
 def test_a_walk_held_back_by_the_rate_limit_fetches_no_further_ahead():
     paginator, session, request = offset_walk(depth=5)
-    next_page(paginator, request)
+    session.wait = 0.02
     session.pacer.observe(response(headers=limits(0, 5)))  # the budget is spent
-    session.on_its_way = {"url-2"}
-    next_page(paginator, request)
-    assert paginator.prefetch.ahead == 2
-    assert [p["offset"] for p in session.prefetched] == [10, 20, 30]
+    assert read_pages(paginator, request, 48) == 2
 
 
 def test_page_number_walk_fetches_ahead_with_the_page_size():

@@ -403,6 +403,7 @@ class PacedSession:
         self._prefetched: dict[str, Future[Response]] = {}
         self._prefetch_lock = threading.Lock()
         self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+        self._waited = threading.local()
 
     def _session(self) -> Session:
         """The calling thread's retrying session, sending through the paced transport."""
@@ -442,9 +443,21 @@ class PacedSession:
         """Sends a request (or hands over its prefetched response), pacing and retrying."""
         with self._prefetch_lock:
             future = self._prefetched.pop(request.url or "", None)
-        if future is not None:
+        if future is None:
+            self._waited.seconds = 0.0
+            return self._send_paced(request, **kwargs)
+        if future.done():
+            self._waited.seconds = 0.0
             return future.result()
-        return self._send_paced(request, **kwargs)
+        start = time.monotonic()
+        try:
+            return future.result()
+        finally:
+            self._waited.seconds = time.monotonic() - start
+
+    def waited(self) -> float:
+        """Seconds the calling thread's last `send` waited for a page fetched ahead."""
+        return cast("float", getattr(self._waited, "seconds", 0.0))
 
     def _send_paced(self, request: PreparedRequest, **kwargs: Any) -> Response:
         return self._session().send(request, **kwargs)
@@ -466,19 +479,6 @@ class PacedSession:
             settings = self.merge_environment_settings(url, {}, None, None, None)
             self._prefetched[url] = self._pool.submit(self._send_paced, prepared, **settings)
         return url
-
-    def ready(self, url: str) -> bool:
-        """Whether the page fetched ahead under `url` has come back (or is not fetched ahead).
-
-        Args:
-            url: A URL `prefetch` returned.
-
-        Returns:
-            False only while that request is still on its way.
-        """
-        with self._prefetch_lock:
-            future = self._prefetched.get(url)
-        return future is None or future.done()
 
     def discard(self, urls: list[str]) -> None:
         """Drops prefetches nobody will ask for (pages past the end) and closes their responses."""
