@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -335,3 +336,16 @@ def test_a_rate_limit_a_single_walk_outruns_gets_no_more_walks(sandbox_factory, 
     server = load_under_a_limit(sandbox_factory, tmp_path, latency_ms=0)
     # a first answer slower than 100 ms (a busy machine) may let one more walk start
     assert server.count(path="/v1/tickets") <= 4000 // 100 + 3
+
+
+def test_parallel_resources_in_windows_reuse_their_connections(sandbox_factory, tmp_path, caplog):
+    # seven resources at once, each in up to 16 windows with 20 ms answers: every request in
+    # flight finds room in the connection pool when it is done, so none is closed and opened
+    # again (urllib3 warns when it has to close one)
+    server = sandbox_factory(seed=1, size=4000, shape="desk", latency_ms=20)
+    credentials = APIKeyAuth(name="api_key", api_key=server.secrets.api_key, location="query")
+    pipeline = make_pipeline(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        pipeline.run(support_api(base_url=server.url, credentials=credentials))
+    assert table_ids(pipeline, "tickets") == sorted(server.dataset.ids("tickets"))
+    assert "Connection pool is full" not in caplog.text

@@ -34,6 +34,7 @@ from .settings import (
     DEFAULT_MAX_RETRY_DELAY,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_RETRY_STATUS_CODES,
+    MAX_CONCURRENCY,
 )
 
 ERROR_HANDLER_KEYS = frozenset(
@@ -132,7 +133,10 @@ class SessionPool:
     `PacedAdapter`, which also paces every attempt on the policy's rate-limit pacer.
     """
 
-    max_connections: int = 20
+    max_connections: int = MAX_CONCURRENCY
+    """Connections kept open per host: as many as the requests a run can have in flight
+    (time windows of parallel resources, pages fetched ahead), so that each is reused, not
+    closed when the pool is full and opened again (a TLS handshake each on a real API)."""
     prefetch_threads: int = 8
     _clients: dict[RetryPolicy, Client] = field(default_factory=dict)
     _adapters: dict[RetryPolicy, PacedAdapter] = field(default_factory=dict)
