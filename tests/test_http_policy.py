@@ -286,16 +286,38 @@ def test_a_retried_attempt_waits_for_the_rate_limit_window(monkeypatch):
     assert sleeps == [5]
 
 
-def test_a_429_answer_to_any_attempt_pauses_every_request(monkeypatch):
+def test_a_429_holds_its_retry_in_the_pacer_for_retry_after(monkeypatch):
     pacer, _, sleeps = pacer_with_clock()
     too_many = response(429, {"Retry-After": "3"})
     session, sent = paced_session(pacer, [too_many, response(200), response(200)], monkeypatch)
     session.send(session.prepare_request(Request("GET", "http://api.example.com/v1/a")))
     # the retry of the 429 waited for its `Retry-After` in the pacer (dlt's own wait is off)
     assert sleeps == [3]
+    # its wait is over: the next request goes at once
     session.send(session.prepare_request(Request("GET", "http://api.example.com/v1/b")))
     assert sleeps == [3]
     assert len(sent) == 3
+
+
+def test_waited_is_how_long_send_waited_for_a_page_fetched_ahead(monkeypatch):
+    pacer, _, _ = pacer_with_clock()
+    session, _ = paced_session(pacer, [response(200), response(200)], monkeypatch)
+    slow = threading.Event()
+    answer = HTTPAdapter.send
+
+    def late_answer(adapter: HTTPAdapter, request: PreparedRequest, *args, **kwargs) -> Response:
+        slow.wait(5)  # held until the loop is waiting for it
+        return answer(adapter, request, *args, **kwargs)
+
+    monkeypatch.setattr(HTTPAdapter, "send", late_answer)
+    ahead = session.prefetch(Request("GET", "http://api.example.com/v1/a", params={"page": 2}))
+    assert ahead is not None
+    threading.Timer(0.05, slow.set).start()
+    session.send(session.prepare_request(Request("GET", ahead)))
+    assert session.waited() >= 0.04
+    # a page not fetched ahead is sent at once: nothing waited for
+    session.send(session.prepare_request(Request("GET", "http://api.example.com/v1/c")))
+    assert session.waited() == 0.0
 
 
 class RecordingSession:

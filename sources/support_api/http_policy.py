@@ -450,9 +450,6 @@ class PacedSession:
         if future is None:
             self._waited.seconds = 0.0
             return self._send_paced(request, **kwargs)
-        if future.done():
-            self._waited.seconds = 0.0
-            return future.result()
         start = time.monotonic()
         try:
             return future.result()
