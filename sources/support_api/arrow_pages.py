@@ -368,6 +368,9 @@ class ArrowBatches:
         self.max_nesting = max_nesting
         self._json_found: set[str] = set()
         """Columns found to be `json` (nested values kept whole), declared to dlt."""
+        self._made: dict[str, str] = {}
+        """Type of each column of the tables made so far: dlt may not have added an earlier
+        table's new columns to the schema yet when the next batch is converted."""
 
     def _known(self, schema: Schema | None) -> Mapping[str, Mapping[str, Any]]:
         """The table's columns in the schema, copied (another thread may be adding some)."""
@@ -390,7 +393,11 @@ class ArrowBatches:
     def _types(
         self, known: Mapping[str, Mapping[str, Any]]
     ) -> tuple[dict[str, str | None], set[str]]:
-        """Data type by known column, and the columns declared not nullable."""
+        """Data type by known column, and the columns declared not nullable.
+
+        A column's type comes from the schema, else the resource's hints, else the tables
+        made already.
+        """
         types: dict[str, str | None] = {}
         required: set[str] = set(self.primary_key)
         for columns in (known, self.hints):
@@ -400,6 +407,9 @@ class ArrowBatches:
                     types[name] = data_type
                 if column.get("nullable") is False:
                     required.add(name)
+        for name, made in self._made.items():
+            if types.get(name) is None:
+                types[name] = made
         return types, required
 
     def _context(self) -> _BatchContext:
@@ -544,6 +554,7 @@ class ArrowBatches:
             table_metadata[_HINTS] = json.dumps(context.new_props)
         schema = lib.schema(fields, metadata=table_metadata)
         table: pa.Table = lib.Table.from_arrays(arrays, schema=schema)
+        self._made.update((name, data_type) for _, name, _, data_type in checked)
         return table
 
     def batches(self, pages: Iterable[list[Any]], rows: int | None = None) -> Iterator[Any]:
