@@ -30,6 +30,8 @@ from tests.sandbox.fixtures import SandboxFactory
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 PAGE = 10
+LATENCY = 0.01
+"""The fake API's latency by default: long enough for the consumer's waits to add walks."""
 
 
 def iso(moment: datetime) -> str:
@@ -43,7 +45,9 @@ class FakeApi:
     the filtered view, so a walk sees the rows as they were when it started.
     """
 
-    def __init__(self, rows: list[dict[str, Any]], *, shuffled: bool = False) -> None:
+    def __init__(
+        self, rows: list[dict[str, Any]], *, shuffled: bool = False, delay: float = LATENCY
+    ) -> None:
         self.rows = sorted(rows, key=lambda r: (r["updated_at"], r["id"]))
         if shuffled:
             random.Random(7).shuffle(self.rows)  # noqa: S311 - reproducible order, not security
@@ -51,7 +55,7 @@ class FakeApi:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
-        self.delay = 0.0
+        self.delay = delay
 
     def view(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         since = parse_cursor(params.get("updated_since"))
@@ -121,7 +125,6 @@ def test_every_row_is_read_exactly_once(spread, concurrency):
 def test_windows_run_at_once_and_split_where_the_rows_are():
     rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(600)])
     api = FakeApi(rows)
-    api.delay = 0.01
     ids = read_all(api, {"updated_since": "2000-01-01T00:00:00Z"}, concurrency=4)
     assert sorted(ids) == list(range(1, 601))
     assert api.most_in_flight == 4
@@ -136,7 +139,7 @@ def test_no_more_windows_while_pages_wait_for_a_slow_consumer():
     # an instant API and a consumer that takes 20 ms a page: pages pile up in the queue, so
     # extra walks would only compete with the consumer; few are started
     rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(800)])
-    api = FakeApi(rows)
+    api = FakeApi(rows, delay=0.0)
     ids: list[int] = []
     for page in walk_in_windows(
         api.fetch, plan(8), {"updated_since": "2000-01-01T00:00:00Z"}, now=NOW
@@ -146,6 +149,17 @@ def test_no_more_windows_while_pages_wait_for_a_slow_consumer():
     assert sorted(ids) == list(range(1, 801))
     walks = {(r.get("updated_since"), r.get("updated_before")) for r in api.requests}
     assert len(walks) <= 3
+
+
+def test_no_more_windows_for_pages_that_are_only_a_fetch_away():
+    # an instant API and a quick consumer: the consumer never waits long, so a second walk
+    # would only cut a window (a request more) without reading faster
+    rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(800)])
+    api = FakeApi(rows, delay=0.0)
+    ids = read_all(api, {"updated_since": "2000-01-01T00:00:00Z"}, concurrency=8)
+    assert sorted(ids) == list(range(1, 801))
+    assert api.most_in_flight == 1
+    assert len(api.requests) == 800 // PAGE
 
 
 def test_a_range_that_fits_one_page_is_one_request():
@@ -187,7 +201,6 @@ def walk_under_a_budget(budget: tuple[float, float]) -> FakeApi:
     """Reads 600 rows in up to four walks under a rate-limit `budget`; returns the fake API."""
     rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(600)])
     api = FakeApi(rows)
-    api.delay = 0.01  # pages come slower than they are taken: without a limit, walks split
     pages = walk_in_windows(
         api.fetch,
         plan(4),
@@ -237,7 +250,6 @@ def test_records_without_a_timestamp_are_kept_and_stop_the_splitting():
 def test_an_error_in_one_window_is_raised_and_stops_the_others():
     rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(400)])
     api = FakeApi(rows)
-    api.delay = 0.005  # pages come slower than they are taken: windows are split at once
     calls = 0
 
     def failing(params: dict[str, Any]) -> Iterator[tuple[list[Any], bool]]:
@@ -257,7 +269,6 @@ def test_an_error_in_one_window_is_raised_and_stops_the_others():
 def test_closing_the_generator_early_stops_every_walk():
     rows = rows_at([EPOCH + timedelta(seconds=i * 60) for i in range(2000)])
     api = FakeApi(rows)
-    api.delay = 0.005
     pages = walk_in_windows(api.fetch, plan(4), {"updated_since": iso(EPOCH)}, now=NOW)
     next(pages)
     next(pages)
