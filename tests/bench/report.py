@@ -105,6 +105,12 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _range(values: Sequence[float | None]) -> list[float] | None:
+    """Lowest and highest of the values there are, None without any."""
+    present = [v for v in values if v is not None]
+    return [round(min(present), 3), round(max(present), 3)] if present else None
+
+
 def summarize(results: Sequence[VariantResult]) -> list[Summary]:
     """One row per case, group and variant: medians, ratios, correctness.
 
@@ -129,6 +135,7 @@ def summarize(results: Sequence[VariantResult]) -> list[Summary]:
             "runs_measured": len(result.runs),
             "ok": result.ok,
             "wall_s": _round(result.median(lambda r: r.wall_s)),
+            "wall_range_s": _range([r.wall_s for r in result.runs]),
             "extract_s": _round(result.median(_step("extract"))),
             "normalize_s": _round(result.median(_step("normalize"))),
             "load_s": _round(result.median(_step("load"))),
@@ -218,6 +225,19 @@ def _num(value: float | None, fmt: str = ".2f", suffix: str = "") -> str:
 
 
 def _notes(row: Summary) -> str:
+    notes = [note for note in (_case_note(row), _spread(row)) if note]
+    return "; ".join(notes)
+
+
+def _spread(row: Summary) -> str:
+    """The range of the walls behind a median, when there are several (this machine's noise)."""
+    span = row["wall_range_s"]
+    if row["runs_measured"] < 2 or not span:
+        return ""
+    return f"walls {span[0]:.2f}-{span[1]:.2f} s"
+
+
+def _case_note(row: Summary) -> str:
     if row["rate_limit"]:
         return (
             f"{_num(row['rate_pct_of_limit'], '.0f', '%')} of {row['rate_limit']} req/s,"
