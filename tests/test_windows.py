@@ -46,7 +46,12 @@ class FakeApi:
     """
 
     def __init__(
-        self, rows: list[dict[str, Any]], *, shuffled: bool = False, delay: float = LATENCY
+        self,
+        rows: list[dict[str, Any]],
+        *,
+        shuffled: bool = False,
+        delay: float = LATENCY,
+        first_delay: float | None = None,
     ) -> None:
         self.rows = sorted(rows, key=lambda r: (r["updated_at"], r["id"]))
         if shuffled:
@@ -56,6 +61,7 @@ class FakeApi:
         self.in_flight = 0
         self.most_in_flight = 0
         self.delay = delay
+        self.first_delay = delay if first_delay is None else first_delay
 
     def view(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         since = parse_cursor(params.get("updated_since"))
@@ -77,7 +83,8 @@ class FakeApi:
                 self.requests.append(dict(params, offset=offset))
                 self.in_flight += 1
                 self.most_in_flight = max(self.most_in_flight, self.in_flight)
-            time.sleep(self.delay)
+                delay = self.first_delay if len(self.requests) == 1 else self.delay
+            time.sleep(delay)
             with self.lock:
                 self.in_flight -= 1
             page = [dict(r) for r in view[offset : offset + PAGE]]
@@ -133,6 +140,49 @@ def test_windows_run_at_once_and_split_where_the_rows_are():
     # a walk costs at most one page more than a single walk would (where a window was cut)
     walks = len({(r.get("updated_since"), r.get("updated_before")) for r in api.requests})
     assert len(api.requests) <= 600 // PAGE + 2 * walks
+
+
+def evenly_spread(pages: int, since: datetime) -> list[dict[str, Any]]:
+    """Rows of `pages` full pages, spread evenly over the hour after `since`."""
+    count = pages * PAGE
+    return rows_at([since + timedelta(seconds=i * 3600 // count) for i in range(count)])
+
+
+def walks_of(api: FakeApi) -> Counter[Any]:
+    """Requests per walk (the lower bound a walk was started with): its chain of round trips."""
+    return Counter(r.get("updated_since") for r in api.requests)
+
+
+@pytest.mark.parametrize(("pages", "most_requests"), [(2, 2), (3, 4), (6, 9)])
+def test_an_incremental_run_over_a_few_pages_costs_about_those_pages(pages, most_requests):
+    # the changes of the last hour, up to now, as a frequent incremental run reads them: the
+    # first page spans half, a third or a sixth of the range, so cutting the rest into 16
+    # windows would cost a request each for less than a page each (13, 14 and 17 requests)
+    since = NOW - timedelta(hours=1)
+    api = FakeApi(evenly_spread(pages, since))
+    ids = read_all(api, {"updated_since": iso(since), "limit": PAGE}, concurrency=16)
+    assert sorted(ids) == list(range(1, pages * PAGE + 1))
+    assert len(api.requests) <= most_requests
+
+
+def test_the_range_after_the_first_page_is_cut_into_windows_of_a_page_or_two_at_once():
+    # 20 pages over the last hour, 16 walks allowed. The first page shows the density, and
+    # the rest is cut at once into windows of one or two pages each, including windows whose
+    # walk has not answered yet. Cutting only walks that had answered left windows of up to
+    # 1,072 s here (6 pages), read one request after another.
+    since = NOW - timedelta(hours=1)
+    # every request after the first takes 300 ms: all the cuts are made before they answer
+    api = FakeApi(evenly_spread(20, since), delay=0.3, first_delay=LATENCY)
+    ids = read_all(api, {"updated_since": iso(since), "limit": PAGE}, concurrency=16)
+    assert sorted(ids) == list(range(1, 20 * PAGE + 1))
+    starts = [parse_cursor(start) for start in walks_of(api)]
+    bounds = sorted(start for start in starts if start is not None)
+    assert len(bounds) == len(starts)
+    windows = [(b - a).total_seconds() for a, b in zip(bounds, [*bounds[1:], NOW], strict=True)]
+    page_seconds = 3600 / 20
+    assert len(windows) >= 10
+    assert max(windows[1:]) <= 2 * page_seconds
+    assert len(api.requests) <= 20 + len(windows)
 
 
 def test_no_more_windows_while_pages_wait_for_a_slow_consumer():

@@ -11,10 +11,16 @@ made as the walk goes (work stealing):
    request.
 2. Otherwise, while fewer walks run than allowed, the consumer had to wait for the page it
    took (`SPLIT_AFTER_WAIT_S` or longer) and no page is waiting to be taken (the walks, not the
-   consumer, are the bottleneck), the walk with the most time left is split: it stops at the
+   consumer, are the bottleneck), the walk with the most pages left is split: it stops at the
    midpoint between the last timestamp it has seen and its upper bound, and a new walk takes
    the rest. Empty windows end after one request; busy ones are split again. On a fast API
    the consumer is the bottleneck and few walks run; with latency, more do.
+   A walk's pages left are its time left over the time its last full page spanned; one with
+   fewer than `MIN_SPLIT_PAGES` left is not split (each half would hold less than a page,
+   and every cut costs a request), so an incremental run over a few pages of changes costs
+   about those pages, not one request per walk. Walks that have handed over rows are cut
+   first (the cuts stay near rows seen); then walks that have not answered yet, at the
+   density of the walk they came from, so the range is cut into even windows at once.
 3. On a rate-limited API the limit can be the bottleneck instead: no walk is added once the
    walks running would spend the budget left before the limit's window resets (looking at
    most `RATE_HORIZON_S` ahead), at the pages per second each walk has managed so far. More
@@ -45,6 +51,14 @@ FetchPages = Callable[[dict[str, Any]], Iterator[tuple[list[Any], bool]]]
 
 MIN_SPLIT_SECONDS: Final = 2
 """A walk with less time than this left is not split (bounds are whole seconds)."""
+
+MIN_SPLIT_PAGES: Final = 2.0
+"""A walk with fewer pages left than this (at the density of its last full page) is not
+split: each half would hold less than a page. Measured on rows spread evenly over the range
+(`tests/test_windows.py`'s fake API at 20 ms a request, 16 walks allowed, medians of 7),
+with the cuts of walks that have not answered yet: 2 pages took 2 requests (13 when every
+walk was cut down to `MIN_SPLIT_SECONDS`), 6 pages 9 (17), 10 pages 17 in 0.06 s (29 in
+0.12 s), 80 pages 86 in 0.19 s (92 in 0.23 s)."""
 
 _PUT_TIMEOUT_S: Final = 0.1
 
@@ -136,7 +150,10 @@ class _Walk:
 
     params: dict[str, Any]
     hi: datetime | None
+    lo: datetime | None = None
     progress: datetime | None = None
+    span: float | None = None
+    """Seconds between the first and the last timestamp of the walk's last full page."""
     ordered: bool = True
     has_more: bool = True
     done: bool = False
@@ -192,6 +209,7 @@ class _Walker:
             hi = walk.hi
             kept = []
             previous = walk.progress
+            earliest: datetime | None = None
             for record in records:
                 raw = record.get(field_name) if isinstance(record, dict) else None
                 cursor = parse_cursor(raw)
@@ -206,10 +224,15 @@ class _Walker:
                 if previous is not None and cursor < previous:
                     walk.ordered = False
                     self.splittable = False
+                if earliest is None:
+                    earliest = cursor
                 previous = cursor if previous is None else max(previous, cursor)
                 if hi is None or cursor < hi:
                     kept.append(record)
             walk.progress = previous
+            if more and earliest is not None and previous is not None:
+                # a full page: how much time a page of this walk's rows covers
+                walk.span = (previous - earliest).total_seconds()
             walk.has_more = more
             past_bound = hi is not None and previous is not None and previous >= hi
             finished = not more or (walk.ordered and past_bound)
@@ -217,30 +240,46 @@ class _Walker:
         return kept, finished
 
     def split(self) -> _Walk | None:
-        """Cuts the running walk with the most time left in two; returns the new walk."""
+        """Cuts a running walk in two; returns the new walk.
+
+        The walk cut is the one with the most pages left, estimated from the time its last
+        full page spanned (a page within one second counts as unbounded; ties go to the most
+        time left). Walks that have handed over rows come first: the cuts stay near the rows
+        seen, where the data is known to be. Only when none of them has `MIN_SPLIT_PAGES`
+        left is a walk that has not answered yet cut, at the density of the walk it was cut
+        from.
+        """
         with self.lock:
             if not self.splittable or self.sample is None:
                 return None
-            best: tuple[float, _Walk, datetime] | None = None
+            best: tuple[tuple[bool, float, float], _Walk, datetime] | None = None
             for walk in self.walks:
-                progress = walk.progress
-                if walk.done or not walk.has_more or not walk.ordered or progress is None:
+                if walk.done or not walk.has_more or not walk.ordered:
                     continue
-                left = ((walk.hi or self.now) - progress).total_seconds()
-                if left >= MIN_SPLIT_SECONDS and (best is None or left > best[0]):
-                    best = (left, walk, progress)
+                started = walk.progress is not None
+                start = walk.progress if walk.progress is not None else walk.lo
+                if start is None or (not started and walk.span is None):
+                    continue
+                left = ((walk.hi or self.now) - start).total_seconds()
+                pages_left = left / walk.span if walk.span else math.inf
+                if left < MIN_SPLIT_SECONDS or pages_left < MIN_SPLIT_PAGES:
+                    continue
+                rank = (started, pages_left, left)
+                if best is None or rank > best[0]:
+                    best = (rank, walk, start)
             if best is None:
                 return None
-            left, walk, progress = best
-            start = progress + timedelta(seconds=left / 2)
-            mid = datetime.fromtimestamp(math.ceil(start.timestamp()), UTC)
-            if not progress < mid < (walk.hi or self.now):
+            (_, _, left), walk, start = best
+            mid = datetime.fromtimestamp(
+                math.ceil((start + timedelta(seconds=left / 2)).timestamp()), UTC
+            )
+            if not start < mid < (walk.hi or self.now):
                 return None
             params = dict(walk.params)
             params[self.plan.since_param] = format_bound(mid, self.sample)
             if walk.hi is not None:
                 params[self.plan.before_param] = format_bound(walk.hi, self.sample)
-            new = _Walk(params=params, hi=walk.hi)
+            new = _Walk(params=params, hi=walk.hi, lo=mid, span=walk.span)
             walk.hi = mid
             self.walks.append(new)
             return new
@@ -291,7 +330,7 @@ def walk_in_windows(
     """
     end = parse_cursor(params.get(plan.before_param)) if plan.before_param in params else None
     walker = _Walker(fetch=fetch, plan=plan, now=now or datetime.now(UTC))
-    first = _Walk(params=dict(params), hi=end)
+    first = _Walk(params=dict(params), hi=end, lo=parse_cursor(params.get(plan.since_param)))
     walker.walks.append(first)
     running = 1
     # daemon threads: a walk blocked on a consumer that went away never holds up the exit
