@@ -151,6 +151,8 @@ class _Walk:
     params: dict[str, Any]
     hi: datetime | None
     lo: datetime | None = None
+    """Lower bound of a walk made by a cut, where it is cut again before it answers (the
+    first walk is never cut before its first page shows the density)."""
     progress: datetime | None = None
     span: float | None = None
     """Seconds between the first and the last timestamp of the walk's last full page."""
@@ -330,7 +332,7 @@ def walk_in_windows(
     """
     end = parse_cursor(params.get(plan.before_param)) if plan.before_param in params else None
     walker = _Walker(fetch=fetch, plan=plan, now=now or datetime.now(UTC))
-    first = _Walk(params=dict(params), hi=end, lo=parse_cursor(params.get(plan.since_param)))
+    first = _Walk(params=dict(params), hi=end)
     walker.walks.append(first)
     running = 1
     # daemon threads: a walk blocked on a consumer that went away never holds up the exit
