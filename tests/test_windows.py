@@ -52,6 +52,7 @@ class FakeApi:
         shuffled: bool = False,
         delay: float = LATENCY,
         first_delay: float | None = None,
+        slow_walk: tuple[int, float] | None = None,
     ) -> None:
         self.rows = sorted(rows, key=lambda r: (r["updated_at"], r["id"]))
         if shuffled:
@@ -62,6 +63,10 @@ class FakeApi:
         self.most_in_flight = 0
         self.delay = delay
         self.first_delay = delay if first_delay is None else first_delay
+        self.slow_walk = slow_walk
+        """The walk (1 for the first to send a request) whose first request takes the given
+        seconds, whatever `delay` says."""
+        self.walks_started = 0
 
     def view(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         since = parse_cursor(params.get("updated_since"))
@@ -84,6 +89,10 @@ class FakeApi:
                 self.in_flight += 1
                 self.most_in_flight = max(self.most_in_flight, self.in_flight)
                 delay = self.first_delay if len(self.requests) == 1 else self.delay
+                if offset == 0:
+                    self.walks_started += 1
+                    if self.slow_walk and self.slow_walk[0] == self.walks_started:
+                        delay = self.slow_walk[1]
             time.sleep(delay)
             with self.lock:
                 self.in_flight -= 1
@@ -127,6 +136,61 @@ def test_every_row_is_read_exactly_once(spread, concurrency):
     api = FakeApi(rows)
     ids = read_all(api, {"updated_since": "2000-01-01T00:00:00Z", "limit": PAGE}, concurrency)
     assert sorted(ids) == [r["id"] for r in sorted(rows, key=lambda r: r["id"])]
+
+
+def random_case(seed: int) -> tuple[list[datetime], datetime, dict[str, Any], int]:
+    """A reproducible spread of rows, a lower bound, the fake API's latencies and the walks."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible cases, not security
+    count = rng.randrange(1, 300)
+    span = rng.choice([60, 3600, 30 * 86400, 900 * 86400])
+    start = NOW - timedelta(seconds=span)
+    shape = rng.choice(["uniform", "clusters", "head", "tail", "ties"])
+    if shape == "uniform":
+        offsets = [rng.randrange(span) for _ in range(count)]
+    elif shape == "clusters":
+        centres = [0, span // 3, span - 50]
+        offsets = [rng.choice(centres) + rng.randrange(40) for _ in range(count)]
+    elif shape == "head":
+        offsets = [rng.randrange(min(span, 120)) for _ in range(count)]
+    elif shape == "tail":
+        offsets = [span - rng.randrange(min(span, 120)) for _ in range(count)]
+    else:
+        offsets = [rng.randrange(3) for _ in range(count)]
+    since = start - timedelta(seconds=rng.randrange(100))
+    delays = {
+        "delay": rng.choice([0.0, 0.001, 0.005, 0.02]),
+        "first_delay": rng.choice([None, 0.0, 0.03]),
+    }
+    concurrency = rng.choice([1, 2, 4, 16])
+    return [start + timedelta(seconds=s) for s in offsets], since, delays, concurrency
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_every_row_is_read_exactly_once_at_random_spreads_latencies_and_walks(seed):
+    # with latency, windows are cut while their walks' requests are in flight (and before a
+    # walk has answered): whatever the timing, no row may be lost or read twice
+    moments, since, delays, concurrency = random_case(seed)
+    api = FakeApi(rows_at(moments), **delays)
+    ids = read_all(api, {"updated_since": iso(since), "limit": PAGE}, concurrency)
+    assert sorted(ids) == list(range(1, len(moments) + 1)), (seed, len(api.requests))
+
+
+def test_a_window_cut_while_its_first_request_is_in_flight_drops_the_rows_past_the_cut():
+    # Walk A reads a dense half hour fast; walk B, cut from it, waits 300 ms on its first
+    # request. Once A is done, B is cut again at the density A measured, while B's request is
+    # still out. B's range is sparse, so its first page reaches past the new cut: those rows
+    # belong to the new walk C, and B must drop them though it asked for them.
+    since = NOW - timedelta(hours=1)
+    dense = [since + timedelta(seconds=i * 1800 // 80) for i in range(80)]
+    sparse = [since + timedelta(seconds=1950 + i * 1600 // 12) for i in range(12)]
+    api = FakeApi(rows_at(dense + sparse), slow_walk=(2, 0.3))
+    ids = read_all(api, {"updated_since": iso(since), "limit": PAGE}, concurrency=2)
+    assert sorted(ids) == list(range(1, 93))
+    starts = sorted(moment for start in walks_of(api) if (moment := parse_cursor(start)))
+    assert len(starts) == 3
+    # C starts inside B's range: B's first page (its only one) held rows on both sides
+    b_rows = [m for m in sparse if starts[1] <= m]
+    assert b_rows[PAGE - 1] >= starts[2] > b_rows[0]
 
 
 def test_windows_run_at_once_and_split_where_the_rows_are():
