@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.bench.run_one import RssSampler
 from tests.bench.verify import check_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,12 +40,26 @@ def test_a_quick_bench_case_runs_every_variant_and_checks_its_rows(tmp_path):
         assert row["ok"], row
         assert row["wall_s"] > 0
         assert row["requests"] == 1  # nothing new: one request for the one resource
+        # CPU figures are read for every run: the process's, its extract's and the sandbox's
+        assert row["run_cpu_s"] > 0
+        assert 0 < row["extract_cpu_s"] <= row["run_cpu_s"]
+        assert row["sandbox_cpu_s"] is not None
+        assert row["sandbox_cpu_s"] >= 0
     # the case's targets are evaluated from the runs (the wall's status is the machine's)
     evaluated = [t for t in results["targets"] if t["case"] == "incremental_nochange"]
     assert evaluated
     assert all(t["value"] is not None and t["status"] != "NOT RUN" for t in evaluated)
     per_resource = next(t for t in evaluated if t["metric"] != "wall_s")
     assert (per_resource["value"], per_resource["status"]) == (1, "PASS")
+
+
+def test_the_cpu_of_a_step_is_read_between_the_samples_around_it():
+    sampler = RssSampler()
+    # (epoch time, RSS KiB, process CPU seconds): 1 CPU second per wall second, then none
+    sampler.samples = [(100.0, 1, 5.0), (101.0, 1, 6.0), (102.0, 1, 6.0)]
+    assert sampler.cpu_s(100.5, 101.5) == 0.5
+    assert sampler.cpu_s(100.0, 102.0) == 1.0
+    assert sampler.cpu_s(99.0, 101.0) is None  # before the first sample: unknown
 
 
 @pytest.fixture

@@ -96,6 +96,22 @@ def _step_peak(step: str) -> Callable[[RunRecord], float | None]:
     return peak
 
 
+def _step_cpu(step: str) -> Callable[[RunRecord], float | None]:
+    def cpu(record: RunRecord) -> float | None:
+        value = record.details.get("step_cpu_s", {}).get(step)
+        return None if value is None else float(value)
+
+    return cpu
+
+
+def _detail(key: str) -> Callable[[RunRecord], float | None]:
+    def value(record: RunRecord) -> float | None:
+        found = record.details.get(key)
+        return None if found is None else float(found)
+
+    return value
+
+
 def _max_per_resource(record: RunRecord) -> float | None:
     per_path = record.requests.per_path()
     return float(max(per_path.values())) if per_path else None
@@ -146,6 +162,9 @@ def summarize(results: Sequence[VariantResult]) -> list[Summary]:
                 step: _round(result.median(_step_peak(step)), 1)
                 for step in ("extract", "normalize", "load")
             },
+            "run_cpu_s": _round(result.median(_detail("run_cpu_s"))),
+            "extract_cpu_s": _round(result.median(_step_cpu("extract"))),
+            "sandbox_cpu_s": _round(result.median(_detail("sandbox_cpu_s"))),
             "duckdb_memory_limit": group.duckdb_memory_limit,
             "rate_pct_of_limit": _round(result.median(_rate_pct(group.rate_limit)), 1),
             "pct_429": _round(result.median(_pct_429), 2),
@@ -225,8 +244,22 @@ def _num(value: float | None, fmt: str = ".2f", suffix: str = "") -> str:
 
 
 def _notes(row: Summary) -> str:
-    notes = [note for note in (_case_note(row), _spread(row)) if note]
+    notes = [note for note in (_case_note(row), _cpu(row), _spread(row)) if note]
     return "; ".join(notes)
+
+
+def _cpu(row: Summary) -> str:
+    """CPU seconds of the run (every thread) and of its extract, and the sandbox's meanwhile.
+
+    The sandbox runs on the same cores: where the run's CPU plus the sandbox's comes near
+    the wall times the cores, the wall is bound by CPU, not by waiting.
+    """
+    if row["run_cpu_s"] is None:
+        return ""
+    return (
+        f"cpu {row['run_cpu_s']:.2f} s (extract {_num(row['extract_cpu_s'])}),"
+        f" sandbox {_num(row['sandbox_cpu_s'])} s"
+    )
 
 
 def _spread(row: Summary) -> str:

@@ -26,10 +26,11 @@ RSS_SAMPLE_S: Final = 0.05
 
 
 class RssSampler:
-    """Samples this process's RSS in a thread, to tell which pipeline step peaked."""
+    """Samples this process's RSS and CPU time in a thread, to tell each pipeline step's."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, int, float]] = []
+        """(epoch time, RSS in KiB, CPU seconds of the process: every thread, user + system)"""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -43,14 +44,35 @@ class RssSampler:
 
     def _run(self) -> None:
         while True:
-            self.samples.append((time.time(), _rss_kib()))
+            self.samples.append((time.time(), _rss_kib(), time.process_time()))
             if self._stop.wait(RSS_SAMPLE_S):
+                # one more at the stop, so the samples cover the end of the last step
+                self.samples.append((time.time(), _rss_kib(), time.process_time()))
                 return
 
     def peak_mb(self, start: float, end: float) -> float | None:
         """The highest sample taken between two epoch times, in MiB."""
-        inside = [kib for at, kib in self.samples if start <= at <= end]
+        inside = [kib for at, kib, _ in self.samples if start <= at <= end]
         return _kib_to_mb(max(inside)) if inside else None
+
+    def cpu_s(self, start: float, end: float) -> float | None:
+        """CPU seconds the process used between two epoch times.
+
+        Read between the samples around each time, so it is good to a sample's worth of CPU
+        (`RSS_SAMPLE_S` per core at most); None unless samples cover both times.
+        """
+        at_end, at_start = self._cpu_at(end), self._cpu_at(start)
+        if at_end is None or at_start is None:
+            return None
+        return round(at_end - at_start, 3)
+
+    def _cpu_at(self, moment: float) -> float | None:
+        """The process's CPU time at `moment`, interpolated between the samples around it."""
+        for (t0, _, cpu0), (t1, _, cpu1) in zip(self.samples, self.samples[1:], strict=False):
+            if t0 <= moment <= t1:
+                share = (moment - t0) / (t1 - t0) if t1 > t0 else 1.0
+                return cpu0 + share * (cpu1 - cpu0)
+        return None
 
 
 def _rss_kib() -> int:
@@ -74,8 +96,9 @@ def execute(spec_path: Path) -> dict[str, Any]:
     Returns:
         The JSON-ready result: `wall_s` (whole `pipeline.run`), `steps` (seconds per step),
         `normalized_rows` (per table, from the trace), `setup_s`, `import_s`, `self_maxrss_mb`,
-        `step_peak_mb` (highest RSS sampled during each step) and `error` (None when the run
-        succeeded).
+        `step_peak_mb` (highest RSS sampled during each step), `run_cpu_s` (CPU seconds of
+        the whole `pipeline.run`, every thread), `step_cpu_s` (the same per step) and `error`
+        (None when the run succeeded).
     """
     started = time.perf_counter()
     import dlt  # noqa: PLC0415 - import time is measured separately from the run
@@ -92,6 +115,8 @@ def execute(spec_path: Path) -> dict[str, Any]:
         "normalized_rows": {},
         "error": None,
         "step_peak_mb": {},
+        "step_cpu_s": {},
+        "run_cpu_s": None,
     }
     sampler = RssSampler()
     credentials: Any = str(spec.db_path)
@@ -114,6 +139,7 @@ def execute(spec_path: Path) -> dict[str, Any]:
         file_format = loader_file_format(spec)
         ready = time.perf_counter()
         result["setup_s"] = round(ready - imported, 3)
+        cpu_before = time.process_time()
         try:
             with sampler:
                 if file_format is None:
@@ -122,6 +148,7 @@ def execute(spec_path: Path) -> dict[str, Any]:
                     pipeline.run(source, loader_file_format=file_format)
         finally:
             result["wall_s"] = round(time.perf_counter() - ready, 3)
+            result["run_cpu_s"] = round(time.process_time() - cpu_before, 3)
     except Exception as exc:  # noqa: BLE001 - any failure is reported in the result, not raised
         text = "".join(traceback.format_exception(exc))
         result["error"] = text[-MAX_ERROR_CHARS:]
@@ -131,9 +158,9 @@ def execute(spec_path: Path) -> dict[str, Any]:
             if step.step in STEPS and step.started_at and step.finished_at:
                 elapsed = (step.finished_at - step.started_at).total_seconds()
                 result["steps"][step.step] = round(elapsed, 3)
-                result["step_peak_mb"][step.step] = sampler.peak_mb(
-                    step.started_at.timestamp(), step.finished_at.timestamp()
-                )
+                span = (step.started_at.timestamp(), step.finished_at.timestamp())
+                result["step_peak_mb"][step.step] = sampler.peak_mb(*span)
+                result["step_cpu_s"][step.step] = sampler.cpu_s(*span)
         info = trace.last_normalize_info
         if info is not None:
             result["normalized_rows"] = {

@@ -35,7 +35,8 @@ class RunRecord:
         requests: Data requests the sandbox served during the run.
         checks: Loaded rows against the dataset, per table.
         error: Why the run failed, None when it succeeded.
-        details: Other figures the child reported (import and setup time, row counts).
+        details: Other figures: what the child reported (import and setup time, row counts,
+            CPU seconds of the run and of each step) and the sandbox's CPU seconds during it.
     """
 
     label: str
@@ -236,9 +237,9 @@ class Runner:
             duckdb_memory_limit=group.duckdb_memory_limit,
             max_table_nesting=group.max_table_nesting,
         )
-        before = sandbox.stats()
+        before, cpu_before = sandbox.stats(), sandbox.cpu_s()
         outcome = run_child(spec, group.timeout_s)
-        after = sandbox.stats()
+        after, cpu_after = sandbox.stats(), sandbox.cpu_s()
         checks = check_run(spec.db_path, DATASET_NAME, self.seed, group.size, group.resources)
         result = outcome.result
         details = {
@@ -250,6 +251,13 @@ class Runner:
             "children_maxrss_mb": result.get("children_maxrss_mb"),
             "normalized_rows": result.get("normalized_rows", {}),
             "step_peak_mb": result.get("step_peak_mb", {}),
+            "run_cpu_s": result.get("run_cpu_s"),
+            "step_cpu_s": result.get("step_cpu_s", {}),
+            "sandbox_cpu_s": (
+                None
+                if cpu_before is None or cpu_after is None
+                else round(cpu_after - cpu_before, 3)
+            ),
         }
         steps = {k: float(v) for k, v in result.get("steps", {}).items() if k in STEP_NAMES}
         wall = result.get("wall_s")

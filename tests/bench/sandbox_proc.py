@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import selectors
 import subprocess
 import sys
@@ -193,6 +194,22 @@ class SandboxProcess:
             self.stop()
             raise RuntimeError(f"unexpected sandbox ready line: {line!r}") from exc
         return self
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds the server has used so far (user + system), from `/proc/<pid>/stat`.
+
+        The server shares the machine's cores with the run it serves: its CPU between two
+        reads is what the run cost the sandbox. None when the process or `/proc` is missing.
+        """
+        if self._proc is None:
+            return None
+        try:
+            stat = Path(f"/proc/{self._proc.pid}/stat").read_text(encoding="ascii")
+        except OSError:
+            return None
+        # fields after the command name (which may hold spaces): state is field 3, utime 14
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stats(self) -> dict[str, Any]:
         """Reads `GET /_sandbox/stats`.
