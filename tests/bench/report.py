@@ -88,20 +88,14 @@ def _pct_429(record: RunRecord) -> float | None:
     return 100 * record.requests.with_status(429) / total if total else None
 
 
-def _step_peak(step: str) -> Callable[[RunRecord], float | None]:
-    def peak(record: RunRecord) -> float | None:
-        value = record.details.get("step_peak_mb", {}).get(step)
+def _per_step(key: str, step: str) -> Callable[[RunRecord], float | None]:
+    """A per-step figure the child reported (`step_peak_mb`, `step_cpu_s`) for one step."""
+
+    def figure(record: RunRecord) -> float | None:
+        value = record.details.get(key, {}).get(step)
         return None if value is None else float(value)
 
-    return peak
-
-
-def _step_cpu(step: str) -> Callable[[RunRecord], float | None]:
-    def cpu(record: RunRecord) -> float | None:
-        value = record.details.get("step_cpu_s", {}).get(step)
-        return None if value is None else float(value)
-
-    return cpu
+    return figure
 
 
 def _detail(key: str) -> Callable[[RunRecord], float | None]:
@@ -159,11 +153,11 @@ def summarize(results: Sequence[VariantResult]) -> list[Summary]:
             "status_429": result.median(lambda r: r.requests.with_status(429)),
             "peak_rss_mb": _round(result.median(lambda r: r.peak_rss_mb), 1),
             "step_peak_mb": {
-                step: _round(result.median(_step_peak(step)), 1)
+                step: _round(result.median(_per_step("step_peak_mb", step)), 1)
                 for step in ("extract", "normalize", "load")
             },
             "run_cpu_s": _round(result.median(_detail("run_cpu_s"))),
-            "extract_cpu_s": _round(result.median(_step_cpu("extract"))),
+            "extract_cpu_s": _round(result.median(_per_step("step_cpu_s", "extract"))),
             "sandbox_cpu_s": _round(result.median(_detail("sandbox_cpu_s"))),
             "duckdb_memory_limit": group.duckdb_memory_limit,
             "rate_pct_of_limit": _round(result.median(_rate_pct(group.rate_limit)), 1),
