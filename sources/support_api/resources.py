@@ -118,6 +118,7 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         else:
             created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
             built[name] = created[name]
+            _keep_state_stable(built[name], cast("dict[str, Any]", endpoint_map[name]))
         if parallel:
             built[name].parallelize()
         if auto_format and "file_format" not in entry:
@@ -150,6 +151,33 @@ def _arrow_eligible(
     if isinstance(disposition, dict):
         return disposition.get("strategy") not in _ROW_HASH_STRATEGIES
     return True
+
+
+def _keep_state_stable(built: DltResource, resource: dict[str, Any]) -> None:
+    """Hints a resource dlt's rest_api built with its incremental as `StableStateIncremental`.
+
+    The hint wins over the incremental rest_api passes the resource's generator (dlt keeps an
+    incremental set from hints), and both come from the same endpoint config.
+    """
+    endpoint = resource["endpoint"]
+    incremental, _, _ = _setup_incremental(
+        dict(endpoint.get("params") or {}), endpoint.get("incremental")
+    )
+    if incremental is not None:
+        built.apply_hints(incremental=incremental)
+
+
+def _setup_incremental(
+    params: dict[str, Any], config: Any
+) -> tuple[StableStateIncremental | None, Any, Callable[..., Any] | None]:
+    """Sets up an endpoint's incremental as rest_api does, as a `StableStateIncremental`.
+
+    Returns:
+        The incremental (None without one), its request parameters and their conversion.
+    """
+    incremental, param, convert = setup_incremental_object(params, config)
+    stable = None if incremental is None else StableStateIncremental.like(incremental)
+    return stable, param, convert
 
 
 def _key_columns(key: Any) -> tuple[str, ...]:
@@ -188,7 +216,7 @@ def _own_resource(
     endpoint = resource.pop("endpoint")
     steps = resource.pop("processing_steps", [])
     params = dict(endpoint.get("params") or {})
-    incremental_object, incremental_param, transform = setup_incremental_object(
+    incremental_object, incremental_param, transform = _setup_incremental(
         params, endpoint.get("incremental")
     )
     client = RESTClient(
@@ -270,7 +298,8 @@ def _own_resource(
         # dlt binds the incremental through this argument's default, as rest_api does
 
         def own_pages(  # type: ignore[misc]
-            incremental_object: Incremental[Any] = incremental_object,
+            # no type arguments: dlt would copy the incremental as the annotated class
+            incremental_object: StableStateIncremental = incremental_object,
         ) -> Iterator[Any]:
             yield from pages_of(incremental_object)
 
@@ -310,6 +339,49 @@ def _steps_take_arrow() -> bool:
             ):
                 return False
     return True
+
+
+class StableStateIncremental(Incremental[Any]):
+    """dlt's incremental, with the hashes of the rows at the last cursor value kept sorted.
+
+    dlt 1.31 stores those hashes in the resource state as `list(set(...))`, in the order of
+    Python's string hashing, which changes with every process. A scheduled run that finds
+    nothing new then still writes the same hashes in another order: the state's version hash
+    changes, and dlt loads the pipeline state into the destination again (a load package,
+    a load job and a `_dlt_pipeline_state` row on every run). dlt reads the list back as a
+    set, so sorted, the same hashes give the same state and such a run loads nothing.
+    """
+
+    @classmethod
+    def like(cls, incremental: Incremental[Any]) -> StableStateIncremental:
+        """The same incremental (every setting, no state) as this class.
+
+        Args:
+            incremental: An unbound incremental, as dlt's rest_api setup makes it.
+
+        Returns:
+            `incremental` itself when it is one already, else a copy of its settings.
+        """
+        if isinstance(incremental, cls):
+            return incremental
+        # the arguments dlt's own `Incremental.merge` copies an incremental with
+        settings = dict(
+            incremental,
+            last_value_func=incremental.last_value_func,
+            primary_key=incremental.primary_key,
+            lag=incremental.lag,
+        )
+        stable = cls(**settings)
+        stable.resource_name = incremental.resource_name
+        return stable
+
+    def __call__(self, rows: Any, meta: Any = None) -> Any:
+        """Filters `rows` as dlt does, then sorts the boundary hashes dlt wrote to the state."""
+        filtered = super().__call__(rows, meta)
+        hashes = self._cached_state.get("unique_hashes") if self._cached_state else None
+        if hashes:
+            hashes.sort()
+        return filtered
 
 
 class _AfterIncremental(MapItem):
