@@ -298,7 +298,6 @@ def _own_resource(
         # dlt binds the incremental through this argument's default, as rest_api does
 
         def own_pages(  # type: ignore[misc]
-            # no type arguments: dlt would copy the incremental as the annotated class
             incremental_object: StableStateIncremental = incremental_object,
         ) -> Iterator[Any]:
             yield from pages_of(incremental_object)
