@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -639,7 +641,11 @@ def test_file_store_is_private_and_replaced_atomically(
     assert source.parent == path.parent, "temp file must be in the same folder"
     assert source != path
     assert mode == 0o600
-    assert sorted(p.name for p in path.parent.iterdir()) == ["tokens.json"]
+    # no temp file left; the lock file beside the store is private and holds nothing
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tokens.json", "tokens.json.lock"]
+    lock = path.with_name("tokens.json.lock")
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert lock.stat().st_size == 0
 
 
 def test_file_store_keeps_previous_record_when_a_write_fails(
@@ -725,6 +731,69 @@ def test_store_is_not_written_when_the_provider_does_not_rotate(
     harness.get(auth)
     assert not path.exists()
     assert [c.form["refresh_token"] for c in harness.endpoint.calls] == [REFRESH_TOKEN] * 2
+
+
+def test_runs_sharing_a_file_store_each_refresh_with_the_newest_token(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # two runs (the backfill's windows, overlapping schedules) read the store at start; each
+    # rotation revokes the token the other one holds
+    path = tmp_path / "store" / "tokens.json"
+    first = refresh_auth(harness, tmp_path, token_store_path=str(path))
+    second = refresh_auth(harness, tmp_path, token_store_path=str(path))
+    first._ensure_started()
+    second._ensure_started()
+
+    assert harness.get(first).status_code == 200
+    assert harness.get(second).status_code == 200  # the configured token is revoked by now
+    harness.clock.advance(3600)
+    assert harness.get(first).status_code == 200  # so is the one `first` got
+
+    rotated = harness.endpoint.refresh_tokens
+    sent = [call.form["refresh_token"] for call in harness.endpoint.calls]
+    assert sent == [REFRESH_TOKEN, rotated[0], rotated[1]]
+    assert json.loads(path.read_text())["refresh_token"] == rotated[2]
+
+
+def test_the_file_store_lock_holds_off_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "store" / "tokens.json"
+    holder = subprocess.Popen(  # noqa: S603 - our own interpreter running our own snippet
+        [sys.executable, "-c", HOLD_STORE_LOCK, str(path)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        acquired = threading.Event()
+
+        def lock_here() -> None:
+            with FileTokenStore(path).exclusive():
+                acquired.set()
+
+        waiter = threading.Thread(target=lock_here, daemon=True)
+        waiter.start()
+        assert not acquired.wait(0.5), "the lock was taken while another process held it"
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        assert acquired.wait(30), "the lock was not taken after the other process let it go"
+        waiter.join(30)
+    finally:
+        holder.kill()
+        holder.wait(30)
+
+
+HOLD_STORE_LOCK = """
+import sys
+from sources.support_api.auth import FileTokenStore
+
+with FileTokenStore(sys.argv[1]).exclusive():
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
 
 
 def test_custom_token_store_is_used(harness: Harness, tmp_path: Path) -> None:

@@ -45,6 +45,23 @@ def parquet_rows(bucket: Path, table: str) -> list[tuple[tuple[str, str], ...]]:
     )
 
 
+def run_backfill(env: dict[str, str], folder: Path, options: list[str]) -> None:
+    """Runs the backfill script over [START, END) and checks that every window loaded."""
+    result = subprocess.run(  # noqa: S603 - our own interpreter running our own script
+        [sys.executable, str(BACKFILL_SCRIPT), START, END, *options],
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for lo, hi in WINDOWS:
+        assert f"[{lo}, {hi}) loaded" in result.stdout
+
+
 @pytest.mark.slow
 def test_parallel_windows_together_equal_one_full_load(sandbox_factory, tmp_path):
     server = sandbox_factory(seed=21, size=120, shape="desk", auth="api_key_query")
@@ -58,19 +75,7 @@ def test_parallel_windows_together_equal_one_full_load(sandbox_factory, tmp_path
         "SOURCES__SUPPORT_API__CREDENTIALS__LOCATION": "query",
     }
     windows_bucket = tmp_path / "windows"
-    result = subprocess.run(  # noqa: S603 - our own interpreter running our own script
-        [sys.executable, str(BACKFILL_SCRIPT), START, END, *WINDOW_OPTIONS, str(windows_bucket)],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    for lo, hi in WINDOWS:
-        assert f"[{lo}, {hi}) loaded" in result.stdout
+    run_backfill(env, tmp_path, [*WINDOW_OPTIONS, str(windows_bucket)])
 
     # each window asked the API for its own range only, once per resource
     sent = sorted(
@@ -94,6 +99,37 @@ def test_parallel_windows_together_equal_one_full_load(sandbox_factory, tmp_path
         full = parquet_rows(full_bucket, table)
         assert len(full) == server.dataset.count(table), table
         assert parquet_rows(windows_bucket, table) == full, table
+
+
+PARALLEL = ("--windows", "4", "--workers", "4", "--bucket-url")
+
+
+@pytest.mark.slow
+def test_parallel_windows_share_rotating_refresh_tokens(sandbox_factory, tmp_path):
+    # every window process refreshes with the single-use refresh token of the shared store:
+    # each must exchange the one the window before it saved, not the one it read at start
+    server = sandbox_factory(
+        seed=21, size=120, shape="desk", auth="oauth2", rotate_refresh_tokens=True
+    )
+    credentials = "SOURCES__SUPPORT_API__CREDENTIALS__"
+    store = tmp_path / "tokens" / "support_api.json"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")},
+        "PYTHONPATH": str(ROOT / "sources"),
+        # tests only: requests-oauthlib refuses the sandbox's plain-http loopback token URL
+        "OAUTHLIB_INSECURE_TRANSPORT": "1",
+        "SOURCES__SUPPORT_API__BASE_URL": server.url,
+        f"{credentials}CLIENT_ID": server.secrets.client_id,
+        f"{credentials}CLIENT_SECRET": server.secrets.client_secret,
+        f"{credentials}REFRESH_TOKEN": server.secrets.refresh_token,
+        f"{credentials}TOKEN_URL": server.url_for("/oauth/token"),
+        f"{credentials}TOKEN_STORE_PATH": str(store),
+    }
+    run_backfill(env, tmp_path, [*PARALLEL, str(tmp_path / "windows")])
+    assert server.issued_refresh_tokens == len(WINDOWS)
+    assert server.current_refresh_token in store.read_text()
+    for table in TABLES:
+        assert len(parquet_rows(tmp_path / "windows", table)) == server.dataset.count(table)
 
 
 def scheduled_source(server: SandboxServer, resource: str) -> Any:

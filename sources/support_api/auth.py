@@ -23,7 +23,10 @@ stored token is preferred over the configured one on the next run. The default s
 file outside the project (see `default_token_store_path`), written atomically with mode 0600.
 It remembers a fingerprint of the configured refresh token it descends from: when you put a
 different (re-issued) refresh token into the configuration, the configured token wins and the
-store is overwritten after its first successful refresh.
+store is overwritten after its first successful refresh. Runs in other processes may share the
+store (parallel backfill windows, overlapping schedules): every refresh holds the store's lock
+across processes (`LockableTokenStore.exclusive`), reads it again and exchanges the newest
+token, so no run sends a refresh token another run has already used.
 
 Secrets never leave this module in clear: `repr()`/`str()` of the auth objects mask them, error
 messages quote only redacted server text, and a `logging.Filter` installed on the
@@ -48,10 +51,11 @@ import logging
 import os
 import re
 import stat
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Optional, Protocol, Self, runtime_checkable
@@ -87,9 +91,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from .errors import AuthenticationError, ConfigError, truncate_body
 
+if sys.platform != "win32":
+    import fcntl
+
 __all__ = [
     "CREDENTIALS_SECTION",
     "FileTokenStore",
+    "LockableTokenStore",
     "OAuth2ClientCredentialsAuth",
     "OAuth2RefreshTokenAuth",
     "OAuth2TokenAuthBase",
@@ -273,6 +281,22 @@ class TokenStore(Protocol):
         ...
 
 
+@runtime_checkable
+class LockableTokenStore(TokenStore, Protocol):
+    """A `TokenStore` that runs in other processes can lock while they refresh.
+
+    Runs that share a store (the backfill script's parallel windows, a scheduled run that
+    overlaps the previous one, two pipelines with the same client) would otherwise refresh
+    with the same single-use refresh token, and all but the first would fail with
+    `invalid_grant`. While `exclusive()` is held the refresh-token grant reads the store
+    again, exchanges the newest token and saves its successor.
+    """
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Returns a context manager that holds the store's lock across processes."""
+        ...
+
+
 def refresh_token_fingerprint(refresh_token: str) -> str:
     """Returns a short SHA-256 fingerprint of a refresh token (safe to store and to log).
 
@@ -408,6 +432,29 @@ class FileTokenStore:
             temp_path.unlink(missing_ok=True)
             raise
         self._fsync_folder(folder)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Holds an exclusive lock on the store across processes while the block runs.
+
+        The lock is `flock` on `<file>.lock` beside the store (mode 0600), released when the
+        block ends or the process dies. On Windows, which has no `flock`, it locks nothing:
+        there, runs sharing a store must not overlap.
+
+        Yields:
+            Nothing; the lock is held until the block ends.
+        """
+        if sys.platform == "win32":
+            yield
+            return
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock_path = self.path.with_name(f"{self.path.name}.lock")
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, stat.S_IRUSR | stat.S_IWUSR)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
 
     @staticmethod
     def _fsync_folder(folder: Path) -> None:
@@ -1154,6 +1201,40 @@ class OAuth2RefreshTokenAuth(OAuth2TokenAuthBase):
         """
         store = self.resolved_token_store
         _REDACTOR.remember(self.refresh_token)
+        if self._adopt_stored_token(store):
+            return
+        if not self.refresh_token:
+            raise ConfigError(
+                f"{CREDENTIALS_SECTION}.refresh_token",
+                f"required but not set (env var {_ENV_PREFIX}REFRESH_TOKEN), and"
+                f" {_describe_store(store)} holds none.",
+            )
+        self._active_refresh_token = self.refresh_token
+
+    def obtain_token(self) -> None:
+        """Exchanges the newest refresh token, holding the store's lock when it has one.
+
+        With a `LockableTokenStore` (the default file store), the store is read again inside
+        its lock: another process sharing it may have rotated the refresh token since this
+        one read it, and the token this process holds is then revoked.
+        """
+        store = self.resolved_token_store
+        if not isinstance(store, LockableTokenStore):
+            super().obtain_token()
+            return
+        with store.exclusive():
+            self._adopt_stored_token(store)
+            super().obtain_token()
+
+    def _adopt_stored_token(self, store: TokenStore) -> bool:
+        """Makes the store's refresh token the one in use, when the store holds one.
+
+        Returns:
+            Whether the store held a token.
+
+        Raises:
+            AuthenticationError: When the store cannot be read.
+        """
         failure: AuthenticationError | None = None
         try:
             stored = store.load()
@@ -1167,18 +1248,13 @@ class OAuth2RefreshTokenAuth(OAuth2TokenAuthBase):
             _chain_safely(failure, exc)
         if failure is not None:
             raise failure
-        if stored:
+        if not stored:
+            return False
+        if stored != self._active_refresh_token:
             _REDACTOR.remember(stored)
             self._active_refresh_token = stored
             self._refresh_token_origin = _describe_store(store)
-        elif self.refresh_token:
-            self._active_refresh_token = self.refresh_token
-        else:
-            raise ConfigError(
-                f"{CREDENTIALS_SECTION}.refresh_token",
-                f"required but not set (env var {_ENV_PREFIX}REFRESH_TOKEN), and"
-                f" {_describe_store(store)} holds none.",
-            )
+        return True
 
     def build_oauth_client(self) -> Any:
         """Returns an oauthlib `WebApplicationClient`, the grant refresh tokens come from."""
