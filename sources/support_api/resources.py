@@ -118,7 +118,7 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         else:
             created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
             built[name] = created[name]
-            _keep_state_stable(built[name], cast("dict[str, Any]", endpoint_map[name]))
+        _keep_state_stable(built[name], cast("dict[str, Any]", endpoint_map[name]))
         if parallel:
             built[name].parallelize()
         if auto_format and "file_format" not in entry:
@@ -154,30 +154,17 @@ def _arrow_eligible(
 
 
 def _keep_state_stable(built: DltResource, resource: dict[str, Any]) -> None:
-    """Hints a resource dlt's rest_api built with its incremental as `StableStateIncremental`.
+    """Hints a built resource with its endpoint's incremental as `StableStateIncremental`.
 
-    The hint wins over the incremental rest_api passes the resource's generator (dlt keeps an
-    incremental set from hints), and both come from the same endpoint config.
+    The hint wins over the incremental the resource's generator gets as its argument (dlt
+    keeps an incremental set from hints), and both come from the same endpoint config.
     """
     endpoint = resource["endpoint"]
-    incremental, _, _ = _setup_incremental(
+    incremental, _, _ = setup_incremental_object(
         dict(endpoint.get("params") or {}), endpoint.get("incremental")
     )
     if incremental is not None:
-        built.apply_hints(incremental=incremental)
-
-
-def _setup_incremental(
-    params: dict[str, Any], config: Any
-) -> tuple[StableStateIncremental | None, Any, Callable[..., Any] | None]:
-    """Sets up an endpoint's incremental as rest_api does, as a `StableStateIncremental`.
-
-    Returns:
-        The incremental (None without one), its request parameters and their conversion.
-    """
-    incremental, param, convert = setup_incremental_object(params, config)
-    stable = None if incremental is None else StableStateIncremental.like(incremental)
-    return stable, param, convert
+        built.apply_hints(incremental=StableStateIncremental.like(incremental))
 
 
 def _key_columns(key: Any) -> tuple[str, ...]:
@@ -216,7 +203,7 @@ def _own_resource(
     endpoint = resource.pop("endpoint")
     steps = resource.pop("processing_steps", [])
     params = dict(endpoint.get("params") or {})
-    incremental_object, incremental_param, transform = _setup_incremental(
+    incremental_object, incremental_param, transform = setup_incremental_object(
         params, endpoint.get("incremental")
     )
     client = RESTClient(
@@ -298,7 +285,7 @@ def _own_resource(
         # dlt binds the incremental through this argument's default, as rest_api does
 
         def own_pages(  # type: ignore[misc]
-            incremental_object: StableStateIncremental = incremental_object,
+            incremental_object: Incremental[Any] = incremental_object,
         ) -> Iterator[Any]:
             yield from pages_of(incremental_object)
 
@@ -359,10 +346,8 @@ class StableStateIncremental(Incremental[Any]):
             incremental: An unbound incremental, as dlt's rest_api setup makes it.
 
         Returns:
-            `incremental` itself when it is one already, else a copy of its settings.
+            A new incremental with the settings of `incremental`.
         """
-        if isinstance(incremental, cls):
-            return incremental
         # the arguments dlt's own `Incremental.merge` copies an incremental with
         settings = dict(
             incremental,
