@@ -1262,5 +1262,5 @@ def test_log_filter_is_installed_once_per_logger(harness: Harness, tmp_path: Pat
     client_credentials_auth(harness).current_access_token()
     for name in ("requests_oauthlib", "requests_oauthlib.oauth2_session", "oauthlib"):
         filters = logging.getLogger(name).filters
-        redactors = [f for f in filters if type(f).__name__ == "_SecretRedactor"]
+        redactors = [f for f in filters if type(f).__name__ == "Redactor"]
         assert len(redactors) == 1, name

@@ -64,6 +64,8 @@ def support_api(
     parallelized: bool = True,
     allow_external_schedulers: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
+    allowed_hosts: Sequence[str] | None = None,
+    allow_insecure_http: bool = False,
 ) -> list[DltResource]:
     """Loads the support desk: every resource merges on `id`, incrementally on `updated_at`.
 
@@ -94,6 +96,11 @@ def support_api(
             each walked with its own cursor, while pages arrive slower than dlt takes them; a
             run whose first page is its last sends one request. 1 reads pages strictly one
             after another.
+        allowed_hosts: Hosts besides `base_url`'s that may receive the credentials (`host` for
+            every port, or `host:port`), e.g. where the API's next links or redirects point.
+            A request to any other host is refused before it is sent.
+        allow_insecure_http: Send the credentials over plain http to a host other than
+            loopback (test rigs only; logs a warning).
 
     Returns:
         The selected resources.
@@ -110,7 +117,8 @@ def support_api(
         overrides=endpoints,
         allow_external_schedulers=allow_external_schedulers,
     )
-    normalized = normalize_config(config, default_policy=policy)
+    config["client"] |= {"allowed_hosts": allowed_hosts, "allow_insecure_http": allow_insecure_http}
+    normalized = normalize_config(config, default_policy=policy, client_path="")
     normalized.file_format = file_format
     normalized.parallelized = parallelized
     normalized.windows = window_plans(resources, endpoints, concurrency, allow_external_schedulers)

@@ -29,10 +29,10 @@ across processes (`LockableTokenStore.exclusive`), reads it again and exchanges 
 token, so no run sends a refresh token another run has already used.
 
 Secrets never leave this module in clear: `repr()`/`str()` of the auth objects mask them, error
-messages quote only redacted server text, and a `logging.Filter` installed on the
-`requests_oauthlib` and `oauthlib` loggers (which log token bodies at DEBUG) redacts every
-client secret, refresh token and access token this module has seen, plus anything that looks
-like one. Nothing is written to dlt state.
+messages quote only redacted server text, and every client secret, refresh token and access
+token this module sees is handed to the package's one redactor (`redaction.REDACTOR`), whose
+log filter on the `requests_oauthlib` and `oauthlib` loggers (which log token bodies at DEBUG)
+masks them, plus anything that looks like one. Nothing is written to dlt state.
 
 Token URLs must use https. Plain http is refused for every host except loopback addresses
 (127.0.0.0/8, ::1, localhost), and for those only when `OAUTHLIB_INSECURE_TRANSPORT` is set in
@@ -45,11 +45,9 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
-import ipaddress
 import json
 import logging
 import os
-import re
 import stat
 import sys
 import tempfile
@@ -59,7 +57,7 @@ from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Optional, Protocol, Self, runtime_checkable
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import dlt
 import pendulum
@@ -90,6 +88,8 @@ from requests_oauthlib import OAuth2Session
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from .errors import AuthenticationError, ConfigError, truncate_body
+from .origins import is_loopback_host
+from .redaction import MASK, REDACTOR, chain_safely, install_log_redaction
 
 if sys.platform != "win32":
     import fcntl
@@ -112,10 +112,7 @@ CREDENTIALS_SECTION = "sources.support_api.credentials"
 """Where the source reads these credentials from; quoted in error messages."""
 
 _ENV_PREFIX = "SOURCES__SUPPORT_API__CREDENTIALS__"
-_MASK = "***"
 _FINGERPRINT_LENGTH = 16
-_MIN_REDACTED_LENGTH = 4
-"""Shorter values are not redacted by value: masking them would garble every log line."""
 _REAUTH_MARK = "_support_api_reauthenticated"
 """Attribute set on a request re-sent after a 401, so it is never re-authenticated twice."""
 _RETRYABLE_CONNECTION_ERRORS = (
@@ -123,132 +120,6 @@ _RETRYABLE_CONNECTION_ERRORS = (
     requests_errors.Timeout,
     requests_errors.ChunkedEncodingError,
 )
-_FILTERED_LOGGERS = ("requests_oauthlib", "oauthlib")
-
-
-# --- redaction --------------------------------------------------------------------------------
-
-_KEYED_SECRET = re.compile(
-    r"""(?i)(["']?(?:access_token|refresh_token|id_token|client_secret)["']?\s*[:=]\s*["']?)"""
-    r"""[^"'&\s,;}\]]+"""
-)
-"""A token or secret written as a JSON/dict item, a form field or a query parameter."""
-_AUTH_SCHEME_VALUE = re.compile(r"(?i)\b((?:bearer|basic)\s+)[a-z0-9\-._~+/]{8,}=*")
-"""The credentials of an `Authorization: Bearer ...` or `Basic ...` header."""
-
-
-class _SecretRedactor(logging.Filter):
-    """Masks known secret values and anything shaped like a token in log records and texts.
-
-    One instance serves the whole process: the oauthlib loggers are shared by every auth object,
-    so every auth object adds its secrets to the same set.
-    """
-
-    def __init__(self) -> None:
-        """Starts with no known secrets."""
-        super().__init__()
-        self._values: tuple[str, ...] = ()
-        self._guard = threading.Lock()
-
-    def remember(self, *values: str | None) -> None:
-        """Adds secret values (and their URL/JSON-escaped forms) to the redacted set.
-
-        Args:
-            values: Secrets; None and very short values are skipped.
-        """
-        variants: set[str] = set()
-        for value in values:
-            if value and len(value) >= _MIN_REDACTED_LENGTH:
-                variants.update(
-                    (value, quote_plus(value), quote(value, safe=""), json.dumps(value)[1:-1])
-                )
-        if not variants:
-            return
-        with self._guard:
-            merged = variants.union(self._values)
-            # longest first, so a secret containing another one is masked whole
-            self._values = tuple(sorted(merged, key=len, reverse=True))
-
-    def redact(self, text: str) -> str:
-        """Returns `text` with every known secret and every token-shaped value masked.
-
-        Args:
-            text: Any text: a log message, a server's error description.
-
-        Returns:
-            The masked text.
-        """
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, _MASK)
-        text = _KEYED_SECRET.sub(rf"\g<1>{_MASK}", text)
-        return _AUTH_SCHEME_VALUE.sub(rf"\g<1>{_MASK}", text)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrites the record's message (and traceback text) with secrets masked.
-
-        Args:
-            record: The record being logged.
-
-        Returns:
-            Always True: records are redacted, never dropped.
-        """
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed record: redact its raw template
-            message = str(record.msg)
-        redacted = self.redact(message)
-        if redacted != message:
-            record.msg = redacted
-            record.args = None
-        if record.exc_info and record.exc_text is None:
-            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-        return True
-
-
-_REDACTOR = _SecretRedactor()
-
-
-def _install_log_redaction() -> None:
-    """Attaches the redacting filter to the oauthlib loggers. Idempotent.
-
-    A logger's filters only see records created on that very logger, so the filter goes on
-    `requests_oauthlib`, `oauthlib` and every child logger that exists by now (the modules
-    that log are imported when this module is). Called on first use of an auth object and
-    before every token request, so child loggers created later are covered too.
-    """
-    names = set(_FILTERED_LOGGERS)
-    for name, existing in list(logging.root.manager.loggerDict.items()):
-        if isinstance(existing, logging.Logger) and name.split(".", 1)[0] in _FILTERED_LOGGERS:
-            names.add(name)
-    for name in names:
-        named_logger = logging.getLogger(name)
-        if _REDACTOR not in named_logger.filters:
-            named_logger.addFilter(_REDACTOR)
-
-
-def _safe_cause(exc: BaseException) -> BaseException | None:
-    """Returns `exc` to chain as a cause, or None when its message would reveal a secret."""
-    text = str(exc)
-    return exc if _REDACTOR.redact(text) == text else None
-
-
-def _chain_safely(error: AuthenticationError, cause: BaseException) -> AuthenticationError:
-    """Chains `cause` to `error` only when the cause's message shows no secret.
-
-    Raise the result *outside* the `except` block that caught `cause`: dlt's trace follows
-    `__context__` when there is no `__cause__`, and `raise ... from None` leaves the context set.
-
-    Args:
-        error: The error to raise.
-        cause: The exception that led to it.
-
-    Returns:
-        `error`, with `__cause__` set to `cause` or to None.
-    """
-    error.__cause__ = _safe_cause(cause)
-    error.__suppress_context__ = True
-    return error
 
 
 # --- token stores -----------------------------------------------------------------------------
@@ -505,17 +376,6 @@ class _TokenEndpointUnavailable(requests_errors.HTTPError):
     """A 429 or 5xx from the token endpoint: retried. Carries the response for `Retry-After`."""
 
 
-def _is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _bearer_token_of(request: PreparedRequest) -> str | None:
     header = request.headers.get("Authorization")
     prefix = "bearer "
@@ -669,7 +529,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
                 with something that is not a token.
         """
         session = self._get_token_session()
-        _install_log_redaction()
+        install_log_redaction()
         token, issued_at = self._request_token_with_retries(session)
         self.persist_token(token)
         self.install_token(token, issued_at)
@@ -699,7 +559,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
                 f"The token endpoint {sanitize_url(self.token_url)} answered without an"
                 " access_token."
             )
-        _REDACTOR.remember(access_token)
+        REDACTOR.remember(access_token)
         lifetime = self.token_lifetime(token)
         expires_at = issued_at + lifetime
         self._token = _IssuedToken(
@@ -793,9 +653,9 @@ class OAuth2TokenAuthBase(AuthConfigBase):
         if code:
             detail += f" {code}"
             if isinstance(description, str) and description:
-                detail += f": {_REDACTOR.redact(truncate_body(description))}"
+                detail += f": {REDACTOR.redact(truncate_body(description))}"
         elif response.text:
-            detail += f": {_REDACTOR.redact(truncate_body(response.text))}"
+            detail += f": {REDACTOR.redact(truncate_body(response.text))}"
         return AuthenticationError(
             f"The token endpoint {sanitize_url(response.url or self.token_url)} refused the"
             f" {self.grant_type} request ({detail}). {self.token_error_guidance(code)}"
@@ -887,7 +747,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
         url = sanitize_url(self.token_url)
         if parts.scheme == "https":
             return
-        if parts.scheme != "http" or not _is_loopback_host(parts.hostname):
+        if parts.scheme != "http" or not is_loopback_host(parts.hostname):
             raise AuthenticationError(
                 f"Refusing to send OAuth2 client credentials to {url}: `token_url` must use"
                 " https (plain http is only accepted for a loopback test server)."
@@ -910,13 +770,13 @@ class OAuth2TokenAuthBase(AuthConfigBase):
             if self._started.is_set():
                 return
             self.validate_settings()
-            _install_log_redaction()
+            install_log_redaction()
             # the client id is no real secret, but it is configured as one: keep it out too
-            _REDACTOR.remember(self.client_secret, self.client_id)
+            REDACTOR.remember(self.client_secret, self.client_id)
             with contextlib.suppress(UnicodeEncodeError):  # requests sends Basic auth as latin-1
                 user, password = self._basic_credentials()
                 basic = f"{user}:{password}".encode("latin-1")
-                _REDACTOR.remember(base64.b64encode(basic).decode("ascii"))
+                REDACTOR.remember(base64.b64encode(basic).decode("ascii"))
             self.on_first_use()
             self._started.set()
 
@@ -944,7 +804,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
     def _inspect_token_response(self, response: Response, *_args: Any, **_kwargs: Any) -> Response:
         """Token session response hook: learn new secrets, then classify the status."""
         body = _parse_token_body(response)
-        _REDACTOR.remember(
+        REDACTOR.remember(
             *(body.get(key) for key in ("access_token", "refresh_token", "id_token")),
         )
         status = response.status_code
@@ -988,13 +848,13 @@ class OAuth2TokenAuthBase(AuthConfigBase):
                 f" row ({self.grant_type} grant). It is probably down: the next run will try"
                 " again."
             )
-            _chain_safely(failure, exc)
+            chain_safely(failure, exc)
         except _RETRYABLE_CONNECTION_ERRORS as exc:
             failure = AuthenticationError(
                 f"Could not reach the token endpoint {url} in {attempts} attempts"
                 f" ({type(exc).__name__}). Check the network and `{CREDENTIALS_SECTION}.token_url`."
             )
-            _chain_safely(failure, exc)
+            chain_safely(failure, exc)
         if failure is not None:
             raise failure
         if isinstance(outcome, AuthenticationError):
@@ -1017,7 +877,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
                 f"`token_url` {url} is not https and OAUTHLIB_INSECURE_TRANSPORT is not set."
             )
         except OAuth2Error as exc:  # a 2xx answer that is not a token
-            description = _REDACTOR.redact(truncate_body(str(exc.description or "")))
+            description = REDACTOR.redact(truncate_body(str(exc.description or "")))
             return AuthenticationError(
                 f"The token endpoint {url} answered the {self.grant_type} request with"
                 f" something that is not a token ({exc.error}: {description})."
@@ -1035,7 +895,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
         except ValueError as exc:  # oauthlib: "expires_in must be an int"
             return AuthenticationError(
                 f"The token endpoint {url} answered with an unreadable token"
-                f" ({_REDACTOR.redact(str(exc))})."
+                f" ({REDACTOR.redact(str(exc))})."
             )
 
     def _log_retry(self, retry_state: RetryCallState) -> None:
@@ -1124,7 +984,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
                 continue
             value = getattr(self, name, None)
             if is_secret_hint(hint):
-                shown.append(f"{name}={_MASK!r}" if value else f"{name}=None")
+                shown.append(f"{name}={MASK!r}" if value else f"{name}=None")
             else:
                 shown.append(f"{name}={value!r}")
         shown.extend(self._repr_extras())
@@ -1200,7 +1060,7 @@ class OAuth2RefreshTokenAuth(OAuth2TokenAuthBase):
             AuthenticationError: When the store cannot be read.
         """
         store = self.resolved_token_store
-        _REDACTOR.remember(self.refresh_token)
+        REDACTOR.remember(self.refresh_token)
         if self._adopt_stored_token(store):
             return
         if not self.refresh_token:
@@ -1243,15 +1103,15 @@ class OAuth2RefreshTokenAuth(OAuth2TokenAuthBase):
         except Exception as exc:  # noqa: BLE001 - a custom store may raise anything
             failure = AuthenticationError(
                 f"Could not read {_describe_store(store)} ({type(exc).__name__}:"
-                f" {_REDACTOR.redact(str(exc))})."
+                f" {REDACTOR.redact(str(exc))})."
             )
-            _chain_safely(failure, exc)
+            chain_safely(failure, exc)
         if failure is not None:
             raise failure
         if not stored:
             return False
         if stored != self._active_refresh_token:
-            _REDACTOR.remember(stored)
+            REDACTOR.remember(stored)
             self._active_refresh_token = stored
             self._refresh_token_origin = _describe_store(store)
         return True
@@ -1291,7 +1151,7 @@ class OAuth2RefreshTokenAuth(OAuth2TokenAuthBase):
             return
         if new_refresh_token == self._active_refresh_token:
             return
-        _REDACTOR.remember(new_refresh_token)
+        REDACTOR.remember(new_refresh_token)
         store = self.resolved_token_store
         # keep it in memory first: if saving fails, a retry in this process still works
         self._active_refresh_token = new_refresh_token
@@ -1301,12 +1161,12 @@ class OAuth2RefreshTokenAuth(OAuth2TokenAuthBase):
         except Exception as exc:  # noqa: BLE001 - a custom store may raise anything
             failure = AuthenticationError(
                 "The token endpoint issued a new refresh token, but it could not be written to"
-                f" {_describe_store(store)} ({type(exc).__name__}: {_REDACTOR.redact(str(exc))})."
+                f" {_describe_store(store)} ({type(exc).__name__}: {REDACTOR.redact(str(exc))})."
                 " The previous refresh token is now revoked, so the next run will fail with"
                 f" invalid_grant: make the store writable, then issue a new refresh token and put"
                 f" it in `{CREDENTIALS_SECTION}.refresh_token`."
             )
-            _chain_safely(failure, exc)
+            chain_safely(failure, exc)
         if failure is not None:
             raise failure
         self._refresh_token_origin = _describe_store(store)

@@ -33,7 +33,9 @@ from requests.auth import AuthBase
 from .auth import OAuth2ClientCredentialsAuth, OAuth2RefreshTokenAuth
 from .errors import ConfigError
 from .http_policy import RetryPolicy
+from .origins import OriginPolicy
 from .paginators import PAGINATOR_TYPES
+from .redaction import is_sensitive_header
 from .windows import WindowPlan
 
 TOP_LEVEL_KEYS = frozenset({"client", "resources", "resource_defaults"})
@@ -73,6 +75,8 @@ class NormalizedConfig:
         parallelized: Extract resources that set no `parallelized` in parallel threads.
         windows: Resources read in concurrent time windows of their updated timestamp (the
             catalogue's cursor-paged endpoints that filter on it), by name.
+        origins: Where requests may carry the credentials (`base_url`'s origin and
+            `allowed_hosts`).
     """
 
     client: dict[str, Any]
@@ -84,6 +88,29 @@ class NormalizedConfig:
     file_format: str | None = "auto"
     parallelized: bool = True
     windows: dict[str, WindowPlan] = field(default_factory=dict)
+    origins: OriginPolicy | None = None
+
+    def _request_settings(self) -> list[Mapping[str, Any]]:
+        """The client and every endpoint block, where auth and headers may be set."""
+        blocks: list[Mapping[str, Any]] = [
+            self.client,
+            self.resource_defaults.get("endpoint") or {},
+        ]
+        blocks.extend(r["endpoint"] for r in self.resources if isinstance(r, dict))
+        return blocks
+
+    def auths(self) -> list[AuthBase]:
+        """Every auth object of the config: the client's, the defaults' and the endpoints'."""
+        found = (block.get("auth") for block in self._request_settings())
+        return [auth for auth in found if isinstance(auth, AuthBase)]
+
+    def sends_credentials(self) -> bool:
+        """Whether requests carry credentials: an auth object, or a header holding a secret."""
+        return bool(self.auths()) or any(
+            is_sensitive_header(str(name))
+            for block in self._request_settings()
+            for name in block.get("headers") or {}
+        )
 
 
 def mask(value: Any) -> str:
@@ -333,13 +360,18 @@ def normalize_auth(value: Any, key_path: str) -> AuthBase | None:
 
 
 def normalize_config(
-    config: Mapping[str, Any], default_policy: RetryPolicy | None = None
+    config: Mapping[str, Any],
+    default_policy: RetryPolicy | None = None,
+    client_path: str = "client",
 ) -> NormalizedConfig:
     """Validates a seed-style config and brings it to the internal form.
 
     Args:
         config: A dict written like a dlt `rest_api_source` config, with support_api's extras.
         default_policy: Retry policy for endpoints that set no `error_handler`.
+        client_path: Where the user wrote the client settings (`base_url`, `allowed_hosts`,
+            `allow_insecure_http`), for messages: `client` in a dict, nothing for the
+            catalogue's `[sources.support_api]`.
 
     Returns:
         The normalized config.
@@ -354,6 +386,9 @@ def normalize_config(
     if "client" not in config:
         raise ConfigError("client", "missing: the config needs a `client` with a `base_url`.")
     client = dict(_require_mapping(config["client"], "client"))
+    # support_api's own client keys, which dlt's `ClientConfig` does not know
+    allowed_hosts = client.pop("allowed_hosts", None)
+    allow_insecure_http = client.pop("allow_insecure_http", None)
     client_paginator = validate_paginator(client.pop("paginator", None), "client.paginator")
     client["auth"] = normalize_auth(client.get("auth"), "client.auth")
     if "base_url" not in client:
@@ -423,6 +458,13 @@ def normalize_config(
         _dlt_validate(EndpointResource, resource, key_path)
         _keep_newest_when_merging(resource, defaults)
         result.resources.append(resource)
+    result.origins = OriginPolicy.from_config(
+        client["base_url"],
+        allowed_hosts,
+        allow_insecure_http,
+        result.sends_credentials(),
+        client_path,
+    )
     return result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from requests import HTTPError, Response
+from requests.exceptions import InvalidURL, TooManyRedirects
 
 MAX_BODY_IN_ERROR = 200
 """How many characters of a response body an error message may quote."""
@@ -110,3 +111,29 @@ class HTTPStatusError(SupportAPIError, HTTPError):
         super().__init__(message, response=response)
         self.status_code = status_code
         self.url = url
+
+
+class UntrustedHostError(SupportAPIError, InvalidURL):
+    """A request would have carried the source's credentials to a host they do not belong to.
+
+    Raised before anything is sent: for a next link, a child URL or a redirect to another
+    origin than `base_url`'s and the `allowed_hosts`, or to plain http beyond loopback. It is
+    a `requests.exceptions.InvalidURL`, which no retry policy retries.
+
+    Attributes:
+        host: The refused `host` or `host:port`.
+    """
+
+    def __init__(self, message: str, host: str) -> None:
+        """Keeps the refused host next to the message.
+
+        Args:
+            message: The full message, naming the resource and how to allow the host.
+            host: The refused host.
+        """
+        super().__init__(message)
+        self.host = host
+
+
+class RedirectLoopError(SupportAPIError, TooManyRedirects):
+    """The API kept redirecting (a loop, or more hops than requests follows)."""

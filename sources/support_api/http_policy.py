@@ -4,18 +4,21 @@ Retries are dlt's (`dlt.sources.helpers.requests.Client`, built on tenacity): th
 an endpoint's `error_handler` into such a client, mounts a transport under its retries that
 paces every attempt from rate-limit headers (`PacedAdapter`), and wraps it per thread
 (`PacedSession`) to serve prefetched pages. Response hooks turn error statuses
-and unusable bodies into typed errors naming the resource and the redacted URL, and a log
-filter masks secret query parameters.
+and unusable bodies into typed errors naming the resource and the redacted URL.
+
+The transport also keeps the credentials where they belong: a request to a host the source's
+`OriginPolicy` does not allow is refused before it is sent (next links, child URLs and every
+redirect hop alike), and an error of a failed request leaves this module with its message,
+request and response cleaned of secrets (`redaction`), before dlt wraps it into its own errors
+and writes it to the pipeline's trace.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -23,11 +26,21 @@ from urllib.parse import urlsplit
 
 from dlt.common import json, jsonpath
 from dlt.sources.helpers.requests import Client
-from dlt.sources.helpers.rest_client.redaction import SENSITIVE_PARAMS, sanitize_url
-from requests import PreparedRequest, Request, Response, Session
+from dlt.sources.helpers.rest_client.redaction import sanitize_url
+from requests import PreparedRequest, Request, RequestException, Response, Session
 from requests.adapters import HTTPAdapter
+from requests.exceptions import TooManyRedirects
 
-from .errors import ConfigError, HTTPStatusError, ResponseError, truncate_body
+from .errors import (
+    ConfigError,
+    HTTPStatusError,
+    RedirectLoopError,
+    ResponseError,
+    UntrustedHostError,
+    truncate_body,
+)
+from .origins import Origin, OriginPolicy
+from .redaction import REDACTOR, detached_copy, scrub_exception
 from .settings import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_MAX_RETRIES,
@@ -138,6 +151,8 @@ class SessionPool:
     (time windows of parallel resources, pages fetched ahead), so that each is reused, not
     closed when the pool is full and opened again (a TLS handshake each on a real API)."""
     prefetch_threads: int = 8
+    origins: OriginPolicy | None = None
+    """Where the sessions may send requests; anywhere when None."""
     _clients: dict[RetryPolicy, Client] = field(default_factory=dict)
     _adapters: dict[RetryPolicy, PacedAdapter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -149,11 +164,12 @@ class SessionPool:
             max_workers=self.prefetch_threads, thread_name_prefix="support_api_prefetch"
         )
 
-    def session_for(self, policy: RetryPolicy) -> Session:
+    def session_for(self, policy: RetryPolicy, resource_name: str = "") -> Session:
         """Returns a session that retries per `policy`, one real session per thread.
 
         Args:
             policy: The retry rules.
+            resource_name: The resource the session serves, named in its errors.
 
         Returns:
             A `requests` session whose `send` retries with backoff and honours `Retry-After`.
@@ -177,9 +193,11 @@ class SessionPool:
                 self._clients[policy] = client
             adapter = self._adapters.get(policy)
             if adapter is None:
-                adapter = PacedAdapter(RateLimitPacer(), pool_maxsize=self.max_connections)
+                adapter = PacedAdapter(
+                    RateLimitPacer(), origins=self.origins, pool_maxsize=self.max_connections
+                )
                 self._adapters[policy] = adapter
-        return cast("Session", PacedSession(client, adapter, self._prefetch_pool))
+        return cast("Session", PacedSession(client, adapter, self._prefetch_pool, resource_name))
 
 
 class RateLimitPacer:
@@ -352,15 +370,19 @@ class PacedAdapter(HTTPAdapter):
     sessions (one per thread).
     """
 
-    def __init__(self, pacer: RateLimitPacer, **kwargs: Any) -> None:
+    def __init__(
+        self, pacer: RateLimitPacer, origins: OriginPolicy | None = None, **kwargs: Any
+    ) -> None:
         """Creates the transport.
 
         Args:
             pacer: The policy's rate-limit pacer.
+            origins: Where requests may go; anywhere when None.
             **kwargs: As `requests.adapters.HTTPAdapter` takes them (`pool_maxsize`...).
         """
         super().__init__(**kwargs)
         self.pacer = pacer
+        self.origins = origins
 
     def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
         """Sends one attempt once the pacer lets it out, then reads its rate-limit headers.
@@ -372,14 +394,29 @@ class PacedAdapter(HTTPAdapter):
 
         Returns:
             The response.
+
+        Raises:
+            UntrustedHostError: The request would carry credentials to a host they do not
+                belong to; nothing was sent.
+            RequestException: The request failed (connection refused, DNS, timeout, TLS...):
+                the same kind of error, its message redacted, without the request (which
+                holds the credentials) or the chain of urllib3 errors (which repeat the URL).
         """
+        url = request.url or ""
+        if self.origins is not None and (refusal := self.origins.refusal(url)):
+            raise UntrustedHostError(refusal, Origin.of(url).netloc)
         self.pacer.acquire()
         try:
             response = super().send(request, *args, **kwargs)
             self.pacer.observe(response)
+        except RequestException as exc:
+            failure = detached_copy(exc)
+        else:
             return response
         finally:
             self.pacer.release()
+        # raised outside the `except` block: the original (secrets and all) is not its context
+        raise failure
 
 
 class PacedSession:
@@ -392,15 +429,23 @@ class PacedSession:
 
     raise_for_status = False
 
-    def __init__(self, client: Client, adapter: PacedAdapter, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        client: Client,
+        adapter: PacedAdapter,
+        pool: ThreadPoolExecutor,
+        resource_name: str = "",
+    ) -> None:
         """Wraps one policy's client.
 
         Args:
             client: dlt's retrying client for the policy.
             adapter: The policy's transport, which paces every attempt.
             pool: Threads that fetch prefetched pages.
+            resource_name: The resource served, named in errors.
         """
         self._client = client
+        self._resource_name = resource_name
         self._adapter = adapter
         self.pacer = adapter.pacer
         self._pool = pool
@@ -416,6 +461,13 @@ class PacedSession:
             # dlt makes one session per thread (and anew when its config changes)
             session.mount("https://", self._adapter)
             session.mount("http://", self._adapter)
+            origins = self._adapter.origins
+            if origins is not None:
+                # requests drops `Authorization` on a redirect to any other host; an allowed
+                # host keeps it (hosts that are not allowed are refused by the transport)
+                session.should_strip_auth = (  # type: ignore[method-assign]
+                    lambda old, new: not origins.keeps_credentials(old, new)
+                )
         return session
 
     def __getattr__(self, name: str) -> Any:
@@ -444,7 +496,41 @@ class PacedSession:
         return {**settings, "proxies": dict(settings.get("proxies") or {})}
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        """Sends a request (or hands over its prefetched response), pacing and retrying."""
+        """Sends a request (or hands over its prefetched response), pacing and retrying.
+
+        Raises:
+            UntrustedHostError: Naming the resource and the host that was refused.
+            RedirectLoopError: Naming the resource, the redacted URL and the hops.
+            Exception: Any other failure, with secrets scrubbed from it and its chain.
+        """
+        try:
+            return self._send_or_take(request, **kwargs)
+        except UntrustedHostError as exc:
+            failure: BaseException = UntrustedHostError(self._name(str(exc)), exc.host)
+        except TooManyRedirects as exc:
+            failure = self._redirect_loop(request, exc)
+        except Exception as exc:
+            scrub_exception(exc)
+            raise
+        raise failure
+
+    def _name(self, message: str) -> str:
+        return f"Resource `{self._resource_name}`: {message}" if self._resource_name else message
+
+    def _redirect_loop(self, request: PreparedRequest, exc: TooManyRedirects) -> RedirectLoopError:
+        """The error for a redirect loop, naming the redacted URLs it went through."""
+        response = exc.response
+        hops = [hop.url for hop in [*response.history, response]] if response is not None else []
+        shown = " -> ".join(REDACTOR.redact(sanitize_url(url)) for url in hops[:4])
+        return RedirectLoopError(
+            self._name(
+                f"{request.method} {REDACTOR.redact(sanitize_url(request.url or ''))} was"
+                f" redirected {len(hops)} times without reaching an answer, a redirect loop"
+                f" ({shown} -> ...). Check the resource's `path` and the API's `base_url`."
+            )
+        )
+
+    def _send_or_take(self, request: PreparedRequest, **kwargs: Any) -> Response:
         with self._prefetch_lock:
             future = self._prefetched.pop(request.url or "", None)
         if future is None:
@@ -493,54 +579,6 @@ class PacedSession:
 def _close_response(future: Future[Response]) -> None:
     if not future.cancelled() and future.exception() is None:
         future.result().close()
-
-
-class _QuerySecretFilter(logging.Filter):
-    """Masks secret query parameters (`?api_key=...`) in log records of HTTP libraries.
-
-    urllib3 logs every request line at DEBUG, query string included, and an API key sent in
-    the query would be written to the logs as is.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._names: set[str] = {name.lower() for name in SENSITIVE_PARAMS}
-        self._pattern = self._compile()
-
-    def _compile(self) -> re.Pattern[str]:
-        names = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
-        return re.compile(rf"([?&;](?:{names})=)[^&\s\"'#]*", re.IGNORECASE)
-
-    def add(self, names: Iterable[str]) -> None:
-        new = {n.lower() for n in names if n} - self._names
-        if new:
-            self._names |= new
-            self._pattern = self._compile()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self._pattern.sub(r"\1***", message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-_QUERY_SECRET_FILTER = _QuerySecretFilter()
-_REDACTED_LOGGERS = ("urllib3.connectionpool", "dlt")
-
-
-def redact_query_secrets_in_logs(extra_names: Iterable[str] = ()) -> None:
-    """Attaches the query-secret filter to the loggers that print request URLs (idempotent).
-
-    Args:
-        extra_names: Query parameter names to mask besides dlt's usual ones (`api_key`,
-            `token`, ...), e.g. the name of a configured API key parameter.
-    """
-    _QUERY_SECRET_FILTER.add(extra_names)
-    for name in _REDACTED_LOGGERS:
-        logger = logging.getLogger(name)
-        if _QUERY_SECRET_FILTER not in logger.filters:
-            logger.addFilter(_QUERY_SECRET_FILTER)
 
 
 def retry_malformed_body(response: Response | None, exception: BaseException | None) -> bool:
@@ -596,6 +634,8 @@ def body_check_hook(resource_name: str, rules: BodyRules) -> Callable[..., None]
 
     def check_body(response: Response, *_args: Any, **_kwargs: Any) -> None:
         if not response.ok or response.status_code == 204:  # noqa: PLR2004 - No Content
+            return
+        if response.is_redirect:  # requests follows it once the hooks are done: check that one
             return
         where = f"Resource `{resource_name}`: GET {sanitize_url(response.url)}"
         parsed = _parse_body(response, where)

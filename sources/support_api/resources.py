@@ -47,26 +47,25 @@ from .http_policy import (
     SessionPool,
     body_check_hook,
     error_hook,
-    redact_query_secrets_in_logs,
 )
 from .paginators import PagePrefetch
+from .redaction import install_log_redaction, remember_auth
 from .windows import WindowPlan, walk_in_windows
 
 
-def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -> list[DltResource]:
+def build_resources(config: NormalizedConfig) -> list[DltResource]:
     """Creates one dlt resource per configured resource, parents before children.
 
     Args:
         config: The validated config.
-        pool: Sessions per retry policy; a new pool when not given.
 
     Returns:
         The resources, in the order they were configured.
     """
-    pool = pool or SessionPool()
-    auth = config.client.get("auth")
-    query_key = getattr(auth, "name", None) if getattr(auth, "location", None) == "query" else None
-    redact_query_secrets_in_logs([query_key] if isinstance(query_key, str) else [])
+    pool = SessionPool(origins=config.origins)
+    for auth in config.auths():
+        remember_auth(auth)
+    install_log_redaction()
     auto_format = config.file_format == "auto"
     file_format = None if auto_format else config.file_format
     defaults = cast("Any", config.resource_defaults)
@@ -90,7 +89,7 @@ def build_resources(config: NormalizedConfig, pool: SessionPool | None = None) -
         # arguments, so the built resource is parallelized instead (as the source-level flag does)
         parallel = not parent_names and resource.pop("parallelized", config.parallelized)
         policy = config.policies[name]
-        session = pool.session_for(policy)
+        session = pool.session_for(policy, name)
         prefetch = getattr(resource["endpoint"].get("paginator"), "prefetch", None)
         if isinstance(prefetch, PagePrefetch):
             prefetch.session = cast("PacedSession", session)
