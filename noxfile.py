@@ -41,6 +41,32 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+DLT_MINORS = ("1.29", "1.30", "1.31")
+"""The dlt minors `requirements.txt` accepts; `compat` tests each."""
+
+COMPAT_TESTS = (
+    "tests/test_seeds.py",
+    "tests/test_source.py",
+    "tests/test_plain_dlt_parity.py",
+    "tests/test_row_path_parity.py",
+    "tests/test_state_stability.py",
+    "tests/test_credentials_origin.py",
+    "tests/test_arrow_pages.py",
+    "tests/test_dlt_init.py",
+)
+"""The seed and end-to-end source tests, which touch every use of dlt's API."""
+
+
+@nox.session(python=PYTHON, default=False)
+@nox.parametrize("dlt_minor", DLT_MINORS)
+def compat(session: nox.Session, dlt_minor: str) -> None:
+    """Run the seed and end-to-end source tests on each supported dlt minor."""
+    _install(session, "test")
+    session.install(f"dlt[duckdb,parquet]=={dlt_minor}.*")
+    session.run("python", "-c", "import dlt; print('dlt', dlt.__version__)")
+    session.run("pytest", "-p", "no:cacheprovider", *COMPAT_TESTS, *session.posargs)
+
+
 @nox.session(python=PYTHON, default=False)
 def record(session: nox.Session) -> None:
     """Re-record every VCR cassette against a fresh sandbox."""

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from dlt.common.schema.typing import TSimpleRegex
+from dlt.extract import DltResource
 
 from tests.helpers import (
     FACTORIES,
@@ -115,7 +116,8 @@ def test_arrow_batches_with_an_incremental_load_what_plain_dlt_loads(sandbox_fac
         source = factory(copy.deepcopy(config))
         inputs[name] = {
             table: [
-                {**i, "location": i["location"].replace(server.url, "<sandbox>")} for i in r.inputs
+                {**i, "location": i["location"].replace(server.url, "<sandbox>")}
+                for i in getattr(r, "inputs", [])  # dlt records lineage from 1.30 on
             ]
             for table, r in source.resources.items()
         }
@@ -145,7 +147,7 @@ def test_arrow_batches_with_an_incremental_load_what_plain_dlt_loads(sandbox_fac
     assert formats["ours"] == {"customers", "ticket_comments"}
     assert results["ours"] == results["plain"]
     assert inputs["ours"] == inputs["plain"]  # the data location dlt records (lineage)
-    assert inputs["ours"]["customers"]
+    assert inputs["ours"]["customers"] or not hasattr(DltResource, "inputs")
 
 
 def test_a_declared_decimal_column_rounds_as_on_plain_dlt(sandbox_factory, tmp_path):

@@ -29,16 +29,15 @@ from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import (
-    _set_incremental_params,
     build_resource_dependency_graph,
     create_auth,
     create_paginator,
     create_response_hooks,
     paginate_resource,
-    record_endpoint_input,
     setup_incremental_object,
 )
 
+from . import dlt_compat
 from .arrow_pages import ArrowBatches, import_pyarrow, is_arrow_table
 from .config import NormalizedConfig, copy_structure, make_paginator, top_level_cursor
 from .http_policy import (
@@ -260,7 +259,7 @@ def _own_resource(
             request_params = dict(params)
             if incremental_object is not None and incremental_param is not None:
                 # the same parameters dlt's own paging sends (`paginate_resource`)
-                request_params = _set_incremental_params(
+                request_params = dlt_compat.incremental_request_params(
                     request_params, incremental_object, incremental_param, transform
                 )
             if plan.concurrency > 1:
@@ -290,7 +289,7 @@ def _own_resource(
 
     built: DltResource = dlt.resource(own_pages, **resource)()
     # the data location dlt's rest_api records for each resource it builds (its lineage)
-    record_endpoint_input(built, client, path)
+    dlt_compat.record_endpoint_input(built, client, path)
     built.add_step(_AfterIncremental(batches.finish_with_hints))
     for step in steps:
         if "filter" in step:
@@ -311,14 +310,14 @@ def _steps_take_arrow() -> bool:
     Outside an extracting pipeline the answer is no.
     """
     try:
-        steps = dlt.current.resource()._pipe.steps  # noqa: SLF001 - dlt has no public accessor
+        steps = dlt_compat.resource_steps(dlt.current.resource())
     except (DltException, KeyError):  # no resource being extracted: records are safe
         return False
     for step in steps[1:]:
         if isinstance(step, LimitItem) and step.max_items not in (None, -1):
             return False  # `add_limit` counts items: pages, as on plain dlt, not arrow batches
         if isinstance(step, MapItem | FilterItem | YieldMapItem):
-            function = getattr(step, "_f", None) or getattr(step, "_f_meta", None)
+            function = dlt_compat.step_function(step)
             if not getattr(step, "takes_arrow", False) and not getattr(
                 function, "takes_arrow", False
             ):
@@ -361,7 +360,8 @@ class StableStateIncremental(Incremental[Any]):
     def __call__(self, rows: Any, meta: Any = None) -> Any:
         """Filters `rows` as dlt does, then sorts the boundary hashes dlt wrote to the state."""
         filtered = super().__call__(rows, meta)
-        hashes = self._cached_state.get("unique_hashes") if self._cached_state else None
+        state = dlt_compat.incremental_state(self)
+        hashes = state.get("unique_hashes") if state else None
         if hashes:
             hashes.sort()
         return filtered
@@ -376,7 +376,7 @@ class _AfterIncremental(MapItem):
     row path, before this step types it.
     """
 
-    placement_affinity: ClassVar[float] = 1.05
+    placement_affinity: ClassVar[float] = dlt_compat.AFTER_INCREMENTAL_AFFINITY
     takes_arrow: ClassVar[bool] = True
 
 
