@@ -40,6 +40,7 @@ from .settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PAGE_SIZE,
+    DEFAULT_SETTLE_SECONDS,
     DEFAULT_START_DATE,
 )
 
@@ -64,6 +65,7 @@ def support_api(
     parallelized: bool = True,
     allow_external_schedulers: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
+    settle_seconds: int = DEFAULT_SETTLE_SECONDS,
 ) -> list[DltResource]:
     """Loads the support desk: every resource merges on `id`, incrementally on `updated_at`.
 
@@ -94,6 +96,10 @@ def support_api(
             each walked with its own cursor, while pages arrive slower than dlt takes them; a
             run whose first page is its last sends one request. 1 reads pages strictly one
             after another.
+        settle_seconds: Rows updated in the last `settle_seconds` are left for the next run
+            (the bound goes to the API as `updated_before`), so the cursor kept in state
+            never passes a change the API stamped but shows only when it commits. Per
+            resource in `endpoints.<name>.settle_seconds`; ignored with `end_date`.
 
     Returns:
         The selected resources.
@@ -109,6 +115,7 @@ def support_api(
         lookback_seconds=lookback_seconds,
         overrides=endpoints,
         allow_external_schedulers=allow_external_schedulers,
+        settle_seconds=settle_seconds,
     )
     normalized = normalize_config(config, default_policy=policy)
     normalized.file_format = file_format

@@ -34,6 +34,17 @@ MAX_CONCURRENCY: Final = 64
 DEFAULT_LOOKBACK_SECONDS: Final = 0
 """Seconds subtracted from the last seen cursor before it is sent as `updated_since`."""
 
+DEFAULT_SETTLE_SECONDS: Final = 60
+"""Rows updated this recently are left for the next run (`settle.py`), so that a change
+stamped when its transaction started but shown only when it committed is never passed by the
+cursor. A minute covers commit delays and read-replica lag of database-backed APIs with a wide
+margin (they are usually well under a second to a few seconds); vendors that document the
+same cure leave out the last minute of their incremental exports. It costs freshness: a run
+loads what changed up to a minute before it started."""
+
+MAX_SETTLE_SECONDS: Final = 86_400
+"""Largest `settle_seconds` accepted: a longer margin is more likely milliseconds by mistake."""
+
 DEFAULT_RETRY_STATUS_CODES: Final = (429, 500, 502, 503, 504)
 """Statuses retried with backoff. 401, 403 and 404 fail at once."""
 
@@ -110,6 +121,8 @@ class EndpointSpec:
             `deleted` for a `status` field. None when `deleted_field` is a flag.
         on_delete: `keep_flagged` loads deleted records like the others, marker included;
             `hard_delete` removes them from the destination (needs `merge`).
+        settle_seconds: This resource's settle margin; None takes the source's
+            `settle_seconds`.
     """
 
     name: str
@@ -125,6 +138,7 @@ class EndpointSpec:
     deleted_field: str | None = "deleted"
     deleted_value: str | None = None
     on_delete: str = DEFAULT_ON_DELETE
+    settle_seconds: int | None = None
 
 
 CATALOGUE: Final[tuple[EndpointSpec, ...]] = (
