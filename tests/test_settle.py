@@ -9,6 +9,7 @@ deterministic and take no waiting.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import deque
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from sources.support_api.resources import StableStateIncremental
 from sources.support_api.settings import DEFAULT_SETTLE_SECONDS
 from tests.helpers import make_pipeline, table_rows
 from tests.sandbox import SandboxServer
+from tests.test_plain_dlt_parity import plain_config
 
 DESK_TABLES = ("tickets", "ticket_comments", "organizations")
 KINDS: dict[str, dict[str, Any]] = {
@@ -194,21 +196,31 @@ def kinds_config(server: SandboxServer, settle_seconds: int | None = None) -> di
     }
 
 
-@pytest.mark.parametrize("settle_seconds", [None, 30])
+@pytest.mark.parametrize(
+    ("settle_seconds", "file_format"),
+    [
+        (None, "auto"),  # the package's generators, arrow batches
+        (30, "auto"),
+        # records: the package's generator where there is an `end_param`, else dlt's
+        # (the bound then kept in the incremental step)
+        (None, None),
+    ],
+)
 def test_every_paginator_kind_loads_changes_shown_late(
-    sandbox_factory, tmp_path, monkeypatch, settle_seconds
+    sandbox_factory, tmp_path, monkeypatch, settle_seconds, file_format
 ):
     server = sandbox_factory(seed=31, size=120, shape="kinds")
     clock = SandboxTime(server)
     monkeypatch.setattr(settle, "utc_now", clock)
     pipeline = make_pipeline(tmp_path)
+    config = kinds_config(server, settle_seconds)
     for _ in range(3):
         server.mutate(updates=6, creates=2, tables=["tickets"], pending=True)
         server.mutate(updates=6, creates=2, tables=["tickets"])
-        pipeline.run(support_api_from_config(kinds_config(server, settle_seconds)))
+        pipeline.run(support_api_from_config(config, file_format=file_format))
         server.commit_pending()
     clock.wait((settle_seconds or DEFAULT_SETTLE_SECONDS) + 1)
-    pipeline.run(support_api_from_config(kinds_config(server, settle_seconds)))
+    pipeline.run(support_api_from_config(config, file_format=file_format))
 
     for kind in KINDS:
         assert_exact(pipeline, server, "tickets", f"tickets_{kind}")
@@ -262,6 +274,55 @@ def test_rows_inside_the_margin_wait_for_the_next_run_and_the_cursor_stays_behin
     pipeline.run(desk_source(server, settle_seconds=600))
     for table in DESK_TABLES:
         assert len(changes[table].created_ids) == 3
+        assert_exact(pipeline, server, table)
+
+
+def test_a_parent_and_its_children_built_by_dlt_keep_the_margin_in_the_incremental_step(
+    sandbox_factory, tmp_path, monkeypatch
+):
+    server = sandbox_factory(seed=21, size=150, shape="desk", auth="api_key_query")
+    clock = SandboxTime(server)
+    monkeypatch.setattr(settle, "utc_now", clock)
+    config = plain_config(server.url, server.secrets.api_key)
+    config["resources"][2] = {"name": "brands", "endpoint": {"path": "/v1/brands"}}
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(support_api_from_config(copy.deepcopy(config)))
+    held = server.mutate(updates=0, creates=2, tables=["agents"], pending=True)["agents"]
+    shown = server.mutate(updates=0, creates=2, tables=["agents"])["agents"]
+    pipeline.run(support_api_from_config(copy.deepcopy(config)))
+    loaded = {row[0] for row in table_rows(pipeline, "agents")}
+    # the new agents are inside the margin: neither loaded nor their groups read
+    assert not loaded & {*held.created_ids, *shown.created_ids}
+    agents_read = {r.query.get("agent_id") for r in server.requests(path="/v1/groups")}
+    assert not agents_read & {str(i) for i in shown.created_ids}
+    server.commit_pending()
+    clock.wait(DEFAULT_SETTLE_SECONDS + 1)
+    pipeline.run(support_api_from_config(copy.deepcopy(config)))
+    assert_exact(pipeline, server, "agents")
+
+
+def test_a_cursor_already_past_the_bound_sends_no_inverted_range_and_does_not_move(
+    desk, tmp_path, caplog
+):
+    server, clock = desk
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(desk_source(server, settle_seconds=0))
+    server.mutate(updates=2, creates=1, tables=list(DESK_TABLES))
+    # state from a run without a margin: the cursors are at the newest stamps
+    pipeline.run(desk_source(server, settle_seconds=0))
+    state = pipeline.state["sources"]["support_api"]["resources"]
+    server.mutate(updates=2, creates=1, tables=list(DESK_TABLES))
+    server.reset_log()
+    info = pipeline.run(desk_source(server, settle_seconds=600))
+    assert not info.loads_ids
+    assert pipeline.state["sources"]["support_api"]["resources"] == state
+    for table in DESK_TABLES:
+        (request,) = server.requests(path=f"/v1/{table}")
+        assert "updated_before" not in request.query
+    assert "not before the settle bound" in caplog.text
+    clock.wait(601)
+    pipeline.run(desk_source(server, settle_seconds=600))
+    for table in DESK_TABLES:
         assert_exact(pipeline, server, table)
 
 

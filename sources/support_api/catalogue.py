@@ -301,13 +301,14 @@ def catalogue_config(
             incremental["end_param"] = spec.updated_before_param
         if lookback_seconds:
             incremental["lag"] = lookback_seconds
-        if end_date is None and not allow_external_schedulers:
-            # a cursor kept in state: it stays behind `now - settle` (`settle.py`), a bound
-            # sent as the "updated before" parameter where the endpoint has one
-            settle = settle_seconds if spec.settle_seconds is None else spec.settle_seconds
-            incremental[SETTLE_KEY] = settle
-            if settle and spec.updated_before_param:
-                incremental["end_param"] = spec.updated_before_param
+        # a cursor kept in state stays behind `now - settle` (`settle.py`), a bound sent as the
+        # "updated before" parameter where the endpoint has one; a window keeps no state
+        settle = settle_seconds if spec.settle_seconds is None else spec.settle_seconds
+        if end_date is not None or allow_external_schedulers:
+            settle = 0
+        incremental[SETTLE_KEY] = settle
+        if settle and spec.updated_before_param:
+            incremental["end_param"] = spec.updated_before_param
         steps: list[dict[str, Any]] = []
         if allow_external_schedulers:
             incremental |= {
