@@ -20,6 +20,7 @@ import pytest
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
 from sources.support_api import ConfigError, settle, support_api, support_api_from_config
+from sources.support_api.config import normalize_config
 from sources.support_api.resources import StableStateIncremental
 from sources.support_api.settings import DEFAULT_SETTLE_SECONDS
 from tests.helpers import make_pipeline, table_rows
@@ -388,3 +389,28 @@ def test_the_margin_survives_dlt_copying_the_incremental():
 )
 def test_only_timestamps_are_bounded(value, epoch, expected):
     assert settle.cursor_instant(value, epoch) == expected
+
+
+def test_a_dict_takes_the_margin_from_its_incremental_block_or_the_defaults():
+    incremental = {"cursor_path": "updated_at", "initial_value": "2024-01-01T00:00:00Z"}
+    config: dict[str, Any] = {
+        "client": {"base_url": "https://api.example.com"},
+        "resource_defaults": {
+            "endpoint": {"incremental": {"end_param": "until", "settle_seconds": 120}}
+        },
+        "resources": [
+            {"name": "tickets", "endpoint": {"incremental": {**incremental}}},
+            {"name": "users", "endpoint": {"incremental": {**incremental, "settle_seconds": 0}}},
+            {"name": "window", "endpoint": {"incremental": {**incremental, "end_value": "2025"}}},
+        ],
+    }
+    assert normalize_config(copy.deepcopy(config)).settle == {
+        "tickets": settle.Settle(seconds=120, before_param="until", epoch_numbers=True)
+    }
+    config["resource_defaults"] = {}
+    # without a block setting it: the default margin, kept on the client, timestamps only
+    assert normalize_config(config).settle == {
+        "tickets": settle.Settle(seconds=DEFAULT_SETTLE_SECONDS)
+    }
+    # the caller's dict is not changed
+    assert config["resources"][1]["endpoint"]["incremental"]["settle_seconds"] == 0

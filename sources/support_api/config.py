@@ -153,7 +153,11 @@ def _settle_of(
     A cursor kept in state is one from an `incremental` block without an `end_value`, or an
     incremental query parameter; the bound goes to the server as the block's `end_param`.
     """
-    incremental = endpoint.get("incremental", default_endpoint.get("incremental"))
+    incremental = endpoint.get("incremental")
+    default = default_endpoint.get("incremental")
+    if isinstance(default, Mapping):
+        # dlt merges the defaults' block into the resource's
+        incremental = {**default, **incremental} if isinstance(incremental, Mapping) else default
     params = endpoint.get("params") or {}
     in_params = any(
         isinstance(value, Mapping) and value.get("type") == "incremental"
