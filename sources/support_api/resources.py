@@ -318,10 +318,9 @@ def _own_resource(
         else:
             pages = (page for page, _ in fetch(run_params))
         # windows keep only rows below the bound they were given; other walks are filtered
-        # here too, in case an API ignores its "updated before" parameter
-        pages = _held_back(
-            pages, settle, resource["name"], windowed=plan is not None and bound_sent
-        )
+        # here, in case an API ignores its "updated before" parameter
+        windowed = plan is not None and plan.concurrency > 1 and bound_sent
+        pages = _held_back(pages, settle, resource["name"], windowed=windowed)
         if batches is not None and loads_parquet() and _steps_take_arrow():
             yield from batches.batches(pages)
         else:
