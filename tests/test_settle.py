@@ -414,3 +414,30 @@ def test_a_dict_takes_the_margin_from_its_incremental_block_or_the_defaults():
     }
     # the caller's dict is not changed
     assert config["resources"][1]["endpoint"]["incremental"]["settle_seconds"] == 0
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_rows_past_the_bound_are_dropped_when_the_api_ignores_updated_before(
+    desk, tmp_path, concurrency
+):
+    server, clock = desk
+    # the sandbox knows no `modified_before`: it serves rows past the bound all the same
+    endpoints = {t: {"updated_before_param": "modified_before"} for t in DESK_TABLES}
+    pipeline = make_pipeline(tmp_path)
+    clock.wait(601)
+    pipeline.run(desk_source(server, settle_seconds=600, endpoints=endpoints))
+    before = {t: len(table_rows(pipeline, t)) for t in DESK_TABLES}
+    server.mutate(updates=2, creates=2, tables=list(DESK_TABLES))
+    clock.wait(300)
+    server.reset_log()
+    pipeline.run(
+        desk_source(server, settle_seconds=600, endpoints=endpoints, concurrency=concurrency)
+    )
+    assert {t: len(table_rows(pipeline, t)) for t in DESK_TABLES} == before
+    assert all("modified_before" in r.query for r in server.requests(path="/v1/tickets")[:1])
+    clock.wait(301)
+    pipeline.run(
+        desk_source(server, settle_seconds=600, endpoints=endpoints, concurrency=concurrency)
+    )
+    for table in DESK_TABLES:
+        assert_exact(pipeline, server, table)
