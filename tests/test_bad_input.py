@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -605,7 +606,12 @@ def test_a_wrong_bearer_token_is_a_401_without_the_token(sandbox_factory, tmp_pa
     error = failed_run(pipeline, source, HTTPStatusError, caplog, wrong)
     assert error.status_code == 401
     assert "`groups`" in str(error)
-    assert error.url == f"{server.url}/v1/groups?updated_since=2000-01-01T00%3A00%3A00Z&limit=100"
+    # the settle bound (`updated_before`) is a minute before now
+    assert re.fullmatch(
+        re.escape(f"{server.url}/v1/groups?updated_since=2000-01-01T00%3A00%3A00Z")
+        + r"&updated_before=\d{4}-\d\d-\d\dT\d\d%3A\d\d%3A\d\dZ&limit=100",
+        error.url,
+    ), error.url
     assert_nothing_committed(pipeline, "groups")
 
 

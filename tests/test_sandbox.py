@@ -23,6 +23,7 @@ from tests.sandbox import (
     Fault,
     Route,
     SandboxServer,
+    format_timestamp,
     generate_dataset,
     sandbox_secrets,
 )
@@ -737,3 +738,67 @@ def test_command_line_server_prints_one_ready_line_and_stops_on_sigterm(http):
             process.communicate()
     assert process.returncode == 0
     assert "sbx" not in line + out + err
+
+
+def test_a_pending_change_is_stamped_at_once_and_shown_only_when_committed():
+    dataset = generate_dataset(3, 50)
+    before = {row["id"]: row for row in dataset.rows("tickets")}
+    held = dataset.mutate(updates=3, creates=2, tables=["tickets"], pending=True)["tickets"]
+    stamp_of_held = dataset.now
+    shown = dataset.mutate(updates=1, creates=1, tables=["tickets"])["tickets"]
+    assert dataset.pending == 5
+    visible = {row["id"]: row for row in dataset.rows("tickets")}
+    # readers see the previous versions, and no created row, until the commit
+    for row_id in held.updated_ids:
+        assert visible[row_id] == before[row_id] or row_id in shown.updated_ids
+    assert not set(held.created_ids) & set(visible)
+    assert dataset.count("tickets") == 50 + 1
+    with pytest.raises(KeyError):
+        dataset.get("tickets", held.created_ids[0])
+    # the held ids are neither updated nor deleted while pending
+    later = dataset.mutate(updates=50, creates=0, tables=["tickets"], deletes=1)["tickets"]
+    assert not set(held.created_ids) & {*later.updated_ids, *later.deleted_ids}
+
+    assert dataset.commit_pending() == 5
+    assert dataset.pending == 0
+    after = {row["id"]: row for row in dataset.rows("tickets")}
+    assert set(held.created_ids) <= set(after)
+    assert dataset.count("tickets") == 50 + 3
+    for row_id in held.created_ids:
+        # shown with the stamp it got when the change started, before newer ones
+        assert after[row_id]["updated_at"] <= format_timestamp(stamp_of_held)
+    for row_id in held.updated_ids:
+        # rows changed and committed since keep their newer version
+        assert after[row_id] == dataset.get("tickets", row_id)
+        assert after[row_id]["updated_at"] > before[row_id]["updated_at"]
+
+
+def test_commit_pending_shows_the_oldest_changes_first():
+    dataset = generate_dataset(3, 20)
+    first = dataset.mutate(updates=0, creates=1, tables=["tickets"], pending=True)["tickets"]
+    second = dataset.mutate(updates=0, creates=1, tables=["tickets"], pending=True)["tickets"]
+    assert dataset.commit_pending(1) == 1
+    ids = dataset.ids("tickets")
+    assert first.created_ids[0] in ids
+    assert second.created_ids[0] not in ids
+
+
+def test_time_passes_without_changes():
+    dataset = generate_dataset(3, 20)
+    now = dataset.now
+    assert dataset.advance(90) == now + 90
+    created = dataset.mutate(updates=0, creates=1, tables=["tickets"])["tickets"]
+    assert dataset.get("tickets", created.created_ids[0])["updated_at"] == format_timestamp(
+        now + 91
+    )
+    with pytest.raises(ValueError, match="back"):
+        dataset.advance(-1)
+
+
+def test_the_hook_runs_before_each_data_page(sandbox_factory, http):
+    server = sandbox_factory(seed=3, size=20, shape="desk")
+    seen: list[str] = []
+    server.before_data_request = lambda route: seen.append(route.path)
+    http.get(f"{server.url}/v1/tickets")
+    http.get(f"{server.url}/v1/agents")
+    assert seen == ["/v1/tickets", "/v1/agents"]

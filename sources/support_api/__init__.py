@@ -40,6 +40,7 @@ from .settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PAGE_SIZE,
+    DEFAULT_SETTLE_SECONDS,
     DEFAULT_START_DATE,
 )
 
@@ -66,6 +67,7 @@ def support_api(
     concurrency: int = DEFAULT_CONCURRENCY,
     allowed_hosts: Sequence[str] | None = None,
     allow_insecure_http: bool = False,
+    settle_seconds: int = DEFAULT_SETTLE_SECONDS,
 ) -> list[DltResource]:
     """Loads the support desk: every resource merges on `id`, incrementally on `updated_at`.
 
@@ -101,6 +103,10 @@ def support_api(
             A request to any other host is refused before it is sent.
         allow_insecure_http: Send the credentials over plain http to a host other than
             loopback (test rigs only; logs a warning).
+        settle_seconds: Rows updated in the last `settle_seconds` are left for the next run
+            (the bound goes to the API as `updated_before`), so the cursor kept in state
+            never passes a change the API stamped but shows only when it commits. Per
+            resource in `endpoints.<name>.settle_seconds`; ignored with `end_date`.
 
     Returns:
         The selected resources.
@@ -116,6 +122,7 @@ def support_api(
         lookback_seconds=lookback_seconds,
         overrides=endpoints,
         allow_external_schedulers=allow_external_schedulers,
+        settle_seconds=settle_seconds,
     )
     config["client"] |= {"allowed_hosts": allowed_hosts, "allow_insecure_http": allow_insecure_http}
     normalized = normalize_config(config, default_policy=policy, client_path="")

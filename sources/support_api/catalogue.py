@@ -17,12 +17,13 @@ from dlt.common.time import ensure_pendulum_datetime
 from requests.auth import AuthBase
 
 from .arrow_pages import is_arrow_table, mark_in_table
-from .config import validate_paginator
+from .config import SETTLE_KEY, check_settle_seconds, validate_paginator
 from .errors import ConfigError
 from .http_policy import RetryPolicy
 from .settings import (
     CATALOGUE,
     CATALOGUE_BY_NAME,
+    DEFAULT_SETTLE_SECONDS,
     DELETED_COLUMN,
     MAX_CONCURRENCY,
     MAX_PAGE_SIZE,
@@ -120,6 +121,8 @@ def _checked_override(key: str, value: Any, key_path: str) -> Any:
         raise ConfigError(key_path, "unknown key.", OVERRIDABLE)
     if key in ("paginator", "error_handler"):
         return value
+    if key == SETTLE_KEY:
+        return check_settle_seconds(value, key_path)
     if key in _NULLABLE_PARAMS and value in ("", None):
         return None
     if not isinstance(value, str) or not value:
@@ -254,6 +257,7 @@ def catalogue_config(
     lookback_seconds: int,
     overrides: Mapping[str, Any] | None,
     allow_external_schedulers: bool = False,
+    settle_seconds: int = DEFAULT_SETTLE_SECONDS,
 ) -> dict[str, Any]:
     """Writes the selected catalogue resources as a seed-style config dict.
 
@@ -268,11 +272,14 @@ def catalogue_config(
         overrides: Per-endpoint overrides from `endpoints`.
         allow_external_schedulers: Take the window from an external scheduler (Airflow,
             `DLT_INTERVAL_START`/`DLT_INTERVAL_END`); cursors are then compared as datetimes.
+        settle_seconds: Rows updated this recently are left for the next run, unless the
+            endpoint sets its own; not with `end_date` or an external scheduler (no state).
 
     Returns:
         A config accepted by `support_api_from_config`.
     """
     _check_int(page_size, "page_size", 1, MAX_PAGE_SIZE)
+    check_settle_seconds(settle_seconds, SETTLE_KEY)
     _check_int(lookback_seconds, "lookback_seconds", 0)
     start = _check_timestamp(start_date, "start_date")
     end = _check_timestamp(end_date, "end_date")
@@ -294,6 +301,14 @@ def catalogue_config(
             incremental["end_param"] = spec.updated_before_param
         if lookback_seconds:
             incremental["lag"] = lookback_seconds
+        # a cursor kept in state stays behind `now - settle` (`settle.py`), a bound sent as the
+        # "updated before" parameter where the endpoint has one; a window keeps no state
+        settle = settle_seconds if spec.settle_seconds is None else spec.settle_seconds
+        if end_date is not None or allow_external_schedulers:
+            settle = 0
+        incremental[SETTLE_KEY] = settle
+        if settle and spec.updated_before_param:
+            incremental["end_param"] = spec.updated_before_param
         steps: list[dict[str, Any]] = []
         if allow_external_schedulers:
             incremental |= {

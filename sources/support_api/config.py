@@ -36,6 +36,8 @@ from .http_policy import RetryPolicy
 from .origins import OriginPolicy
 from .paginators import PAGINATOR_TYPES
 from .redaction import is_sensitive_header
+from .settings import DEFAULT_SETTLE_SECONDS, MAX_SETTLE_SECONDS
+from .settle import Settle
 from .windows import WindowPlan
 
 TOP_LEVEL_KEYS = frozenset({"client", "resources", "resource_defaults"})
@@ -77,6 +79,8 @@ class NormalizedConfig:
             catalogue's cursor-paged endpoints that filter on it), by name.
         origins: Where requests may carry the credentials (`base_url`'s origin and
             `allowed_hosts`).
+        settle: Settle margin of each resource with an incremental cursor, by name (see
+            `settle.py`); resources without one, or with a margin of 0, are not listed.
     """
 
     client: dict[str, Any]
@@ -89,6 +93,7 @@ class NormalizedConfig:
     parallelized: bool = True
     windows: dict[str, WindowPlan] = field(default_factory=dict)
     origins: OriginPolicy | None = None
+    settle: dict[str, Settle] = field(default_factory=dict)
 
     def _request_settings(self) -> list[Mapping[str, Any]]:
         """The client and every endpoint block, where auth and headers may be set."""
@@ -111,6 +116,99 @@ class NormalizedConfig:
             for block in self._request_settings()
             for name in block.get("headers") or {}
         )
+
+
+SETTLE_KEY: Final = "settle_seconds"
+"""Key of an endpoint's `incremental` block holding its settle margin (support_api's own)."""
+
+
+def check_settle_seconds(value: Any, key_path: str) -> int:
+    """Checks a settle margin: whole seconds from 0 to `MAX_SETTLE_SECONDS`.
+
+    Args:
+        value: The configured value.
+        key_path: Where it sits in the config.
+
+    Returns:
+        The value.
+
+    Raises:
+        ConfigError: When it is not such an integer.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(key_path, f"expected an integer >= 0 (seconds), got `{value!r}`.")
+    if value > MAX_SETTLE_SECONDS:
+        raise ConfigError(
+            key_path,
+            f"expected at most {MAX_SETTLE_SECONDS} seconds (a day), got `{value!r}`;"
+            " the margin is in seconds, not milliseconds.",
+        )
+    return value
+
+
+def _take_settle(
+    endpoint: dict[str, Any], key_path: str, default: int | None
+) -> tuple[int | None, bool]:
+    """Takes `settle_seconds` out of an endpoint's `incremental` block (dlt rejects the key).
+
+    Args:
+        endpoint: The endpoint config (its `incremental` block is replaced by a copy).
+        key_path: Where the endpoint sits in the config.
+        default: The margin when the block sets none.
+
+    Returns:
+        The margin (`default` when the block sets none) and whether the block set it.
+    """
+    incremental = endpoint.get("incremental")
+    if not isinstance(incremental, Mapping) or SETTLE_KEY not in incremental:
+        return default, False
+    block = dict(incremental)
+    seconds = check_settle_seconds(block.pop(SETTLE_KEY), f"{key_path}.incremental.{SETTLE_KEY}")
+    endpoint["incremental"] = block
+    return seconds, True
+
+
+def _settle_of(
+    name: str,
+    endpoint: Mapping[str, Any],
+    default_endpoint: Mapping[str, Any],
+    seconds: int | None,
+    explicit: bool,
+) -> dict[str, Settle]:
+    """The settle margin of a resource with a cursor kept in state, by its name (or nothing).
+
+    A cursor kept in state is one from an `incremental` block without an `end_value`, or an
+    incremental query parameter; the bound goes to the server as the block's `end_param`.
+    """
+    incremental = endpoint.get("incremental")
+    default = default_endpoint.get("incremental")
+    if isinstance(default, Mapping):
+        # dlt merges the defaults' block into the resource's
+        incremental = {**default, **incremental} if isinstance(incremental, Mapping) else default
+    params = endpoint.get("params") or {}
+    in_params = any(
+        isinstance(value, Mapping) and value.get("type") == "incremental"
+        for value in params.values()
+    )
+    if isinstance(incremental, Mapping):
+        if incremental.get("end_value") is not None:
+            return {}  # a window: no state to protect
+        before = incremental.get("end_param")
+    elif in_params:
+        before = None
+    else:
+        return {}
+    if seconds is None:
+        seconds = DEFAULT_SETTLE_SECONDS
+    if seconds == 0:
+        return {}
+    return {
+        name: Settle(
+            seconds=seconds,
+            before_param=before if isinstance(before, str) and before else None,
+            epoch_numbers=explicit,
+        )
+    }
 
 
 def mask(value: Any) -> str:
@@ -410,6 +508,9 @@ def normalize_config(
         default_endpoint["auth"] = normalize_auth(
             default_endpoint["auth"], "resource_defaults.endpoint.auth"
         )
+    default_settle, default_explicit = _take_settle(
+        default_endpoint, "resource_defaults.endpoint", None
+    )
     if default_endpoint:
         defaults["endpoint"] = default_endpoint
     else:
@@ -455,6 +556,10 @@ def normalize_config(
             result.paginators[name] = client_paginator
         if "auth" in endpoint:
             endpoint["auth"] = normalize_auth(endpoint["auth"], f"{key_path}.endpoint.auth")
+        seconds, explicit = _take_settle(endpoint, f"{key_path}.endpoint", default_settle)
+        result.settle |= _settle_of(
+            name, endpoint, default_endpoint, seconds, explicit or default_explicit
+        )
         _dlt_validate(EndpointResource, resource, key_path)
         _keep_newest_when_merging(resource, defaults)
         result.resources.append(resource)

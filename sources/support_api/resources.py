@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Final, cast
@@ -29,6 +30,7 @@ from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import (
+    IncrementalParam,
     build_resource_dependency_graph,
     create_auth,
     create_paginator,
@@ -49,7 +51,18 @@ from .http_policy import (
 )
 from .paginators import PagePrefetch
 from .redaction import install_log_redaction, remember_auth
+from .settle import (
+    Settle,
+    SettleFilter,
+    bound_param,
+    cursor_getter,
+    cursor_instant,
+    report_held_back,
+    settle_bound,
+)
 from .windows import WindowPlan, walk_in_windows
+
+logger = logging.getLogger(__name__)
 
 
 def build_resources(config: NormalizedConfig) -> list[DltResource]:
@@ -99,6 +112,9 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
             copy_structure(defaults), batch
         )
         plan = config.windows.get(name)
+        settle = config.settle.get(name)
+        top_level = not (parent_names or name in parent_of)
+        own = True
         if plan is not None and not parent_names:
             built[name] = _own_resource(
                 cast("dict[str, Any]", endpoint_map[name]),
@@ -106,17 +122,24 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
                 plan,
                 functools.partial(make_paginator, config.paginators.get(name)),
             )
-        elif (
-            auto_format
-            and not (parent_names or name in parent_of)
-            and _arrow_eligible(resource, entry, defaults)
-        ):
+        elif auto_format and top_level and _arrow_eligible(resource, entry, defaults):
             # a parent's records stay records: its children read them
             built[name] = _own_resource(cast("dict[str, Any]", endpoint_map[name]), client)
+        elif settle is not None and settle.before_param and top_level:
+            # dlt's own paging sends no "updated before" without an `end_value` (which keeps
+            # no state): this generator sends the settle bound, and its pages stay records
+            built[name] = _own_resource(
+                cast("dict[str, Any]", endpoint_map[name]), client, records=True
+            )
         else:
             created = create_resources(cast("Any", client), batch_graph, endpoint_map, param_map)
             built[name] = created[name]
-        _keep_state_stable(built[name], cast("dict[str, Any]", endpoint_map[name]))
+            own = False
+        # the generators built here hold back rows past the settle bound themselves; dlt's
+        # own (parents, children) in the incremental step
+        _keep_state_stable(
+            built[name], cast("dict[str, Any]", endpoint_map[name]), settle, filter_in_step=not own
+        )
         if parallel:
             built[name].parallelize()
         if auto_format and "file_format" not in entry:
@@ -151,18 +174,34 @@ def _arrow_eligible(
     return True
 
 
-def _keep_state_stable(built: DltResource, resource: dict[str, Any]) -> None:
+def _keep_state_stable(
+    built: DltResource,
+    resource: dict[str, Any],
+    settle: Settle | None = None,
+    *,
+    filter_in_step: bool = True,
+) -> None:
     """Hints a built resource with its endpoint's incremental as `StableStateIncremental`.
 
     The hint wins over the incremental the resource's generator gets as its argument (dlt
     keeps an incremental set from hints), and both come from the same endpoint config.
+
+    Args:
+        built: The resource.
+        resource: Its endpoint config.
+        settle: Its settle margin (None: none).
+        filter_in_step: Rows past the settle bound are dropped by the incremental step (the
+            resource's generator does not drop them itself).
     """
     endpoint = resource["endpoint"]
     incremental, _, _ = setup_incremental_object(
         dict(endpoint.get("params") or {}), endpoint.get("incremental")
     )
     if incremental is not None:
-        built.apply_hints(incremental=StableStateIncremental.like(incremental))
+        stable = StableStateIncremental.like(incremental)
+        stable.settle = settle
+        stable.filter_in_step = filter_in_step
+        built.apply_hints(incremental=stable)
 
 
 def _key_columns(key: Any) -> tuple[str, ...]:
@@ -189,13 +228,18 @@ def _own_resource(
     client_config: dict[str, Any],
     plan: WindowPlan | None = None,
     new_paginator: Callable[[], BasePaginator | None] | None = None,
+    *,
+    records: bool = False,
 ) -> DltResource:
     """Builds a resource whose pages may be handed to dlt as arrow tables.
 
     The same as dlt's rest_api builds it (hints, incremental, response hooks, processing
     steps), except for the generator: with a `plan` it reads the endpoint in concurrent time
     windows (`windows.walk_in_windows`), without one it pages as dlt's `paginate_resource`
-    does. Batches of pages become arrow tables where that is faithful (`arrow_pages`).
+    does. Batches of pages become arrow tables where that is faithful (`arrow_pages`), unless
+    `records`. Either way it keeps the settle margin of its incremental
+    (`StableStateIncremental.settle`): the bound goes to the server as the endpoint's
+    "updated before" parameter, and rows at or past it are dropped before dlt sees them.
     """
     resource = dict(resource)
     endpoint = resource.pop("endpoint")
@@ -226,25 +270,34 @@ def _own_resource(
             yield page, page.paginator.has_next_page
 
     cursor_field = plan.cursor_field if plan is not None else _top_level_name(incremental_object)
-    arrow = plan.arrow if plan is not None else incremental_object is None or bool(cursor_field)
+    arrow = not records and (
+        plan.arrow if plan is not None else incremental_object is None or bool(cursor_field)
+    )
     import_pyarrow_for_run(arrow)
-    batches = ArrowBatches(
-        table=resource["name"],
-        cursor_field=cursor_field,
-        # a dict or a list (`_arrow_eligible`; catalogue resources declare a dict)
-        hints=ensure_table_schema_columns(resource.get("columns") or {}),
-        schema=_current_schema,
-        primary_key=_key_columns(resource.get("primary_key")),
-        max_nesting=_resource_nesting,
+    batches = (
+        ArrowBatches(
+            table=resource["name"],
+            cursor_field=cursor_field,
+            # a dict or a list (`_arrow_eligible`; catalogue resources declare a dict)
+            hints=ensure_table_schema_columns(resource.get("columns") or {}),
+            schema=_current_schema,
+            primary_key=_key_columns(resource.get("primary_key")),
+            max_nesting=_resource_nesting,
+        )
+        if arrow
+        else None
     )
 
     def pages_of(incremental_object: Incremental[Any] | None) -> Iterator[Any]:
+        run_params, run_param, settle, bound_sent = _run_params(
+            params, incremental_object, incremental_param, transform, by_dlt=plan is None
+        )
         if plan is None:
             pages: Iterator[list[Any]] = paginate_resource(
                 method=endpoint.get("method", "GET"),
                 path=path,
                 headers=endpoint.get("headers"),
-                params=params,
+                params=run_params,
                 json=endpoint.get("json"),
                 data=endpoint.get("data"),
                 paginator=endpoint.get("paginator"),
@@ -252,24 +305,21 @@ def _own_resource(
                 hooks=hooks,
                 client=client,
                 incremental_object=incremental_object,
-                incremental_param=incremental_param,
+                incremental_param=run_param,
                 incremental_cursor_transform=transform,
             )
+        elif plan.concurrency > 1:
+            # the policy's rate-limit budget, which more walks would not outrun
+            session = client_config["session"]
+            budget = session.pacer.budget if isinstance(session, PacedSession) else None
+            pages = walk_in_windows(fetch, plan, run_params, budget=budget)
         else:
-            request_params = dict(params)
-            if incremental_object is not None and incremental_param is not None:
-                # the same parameters dlt's own paging sends (`paginate_resource`)
-                request_params = dlt_compat.incremental_request_params(
-                    request_params, incremental_object, incremental_param, transform
-                )
-            if plan.concurrency > 1:
-                # the policy's rate-limit budget, which more walks would not outrun
-                session = client_config["session"]
-                budget = session.pacer.budget if isinstance(session, PacedSession) else None
-                pages = walk_in_windows(fetch, plan, request_params, budget=budget)
-            else:
-                pages = (page for page, _ in fetch(request_params))
-        if arrow and loads_parquet() and _steps_take_arrow():
+            pages = (page for page, _ in fetch(run_params))
+        # windows keep only rows below the bound they were given; other walks are filtered
+        # here, in case an API ignores its "updated before" parameter
+        windowed = plan is not None and plan.concurrency > 1 and bound_sent
+        pages = _held_back(pages, settle, resource["name"], windowed=windowed)
+        if batches is not None and loads_parquet() and _steps_take_arrow():
             yield from batches.batches(pages)
         else:
             yield from pages
@@ -290,7 +340,8 @@ def _own_resource(
     built: DltResource = dlt.resource(own_pages, **resource)()
     # the data location dlt's rest_api records for each resource it builds (its lineage)
     dlt_compat.record_endpoint_input(built, client, path)
-    built.add_step(_AfterIncremental(batches.finish_with_hints))
+    if batches is not None:
+        built.add_step(_AfterIncremental(batches.finish_with_hints))
     for step in steps:
         if "filter" in step:
             built.add_filter(step["filter"])
@@ -299,6 +350,100 @@ def _own_resource(
         if "yield_map" in step:
             built.add_yield_map(step["yield_map"])
     return built
+
+
+def _run_params(
+    params: dict[str, Any],
+    incremental: Incremental[Any] | None,
+    incremental_param: IncrementalParam | None,
+    transform: Callable[..., Any] | None,
+    *,
+    by_dlt: bool,
+) -> tuple[dict[str, Any], IncrementalParam | None, SettleFilter | None, bool]:
+    """The params of a run's first request, and how the run keeps its settle margin.
+
+    Args:
+        params: The endpoint's params (copied, not changed).
+        incremental: The bound incremental, if any.
+        incremental_param: Its start and end parameters.
+        transform: The endpoint's incremental `convert`, if any.
+        by_dlt: dlt's `paginate_resource` sets the incremental parameters (only the bound is
+            added here); else they are set here as it sets them.
+
+    Returns:
+        The params, the incremental parameters to hand dlt (the end one left out where the
+        settle bound takes its place), the run's settle filter (None: no margin) and whether
+        the bound goes to the server.
+    """
+    run_params = dict(params)
+    settle = incremental.settle_filter if isinstance(incremental, StableStateIncremental) else None
+    if incremental is None or incremental_param is None:
+        return run_params, incremental_param, settle, False
+    if not by_dlt:
+        # the same parameters dlt's own paging sends (`paginate_resource`)
+        run_params = dlt_compat.incremental_request_params(
+            run_params, incremental, incremental_param, transform
+        )
+    elif settle is not None:
+        # the bound replaces the "updated before" dlt would send (None without an end value)
+        incremental_param = IncrementalParam(start=incremental_param.start, end=None)
+    sent = isinstance(incremental, StableStateIncremental) and _send_bound(
+        run_params, incremental, transform
+    )
+    return run_params, incremental_param, settle, sent
+
+
+def _held_back(
+    pages: Iterator[list[Any]], settle: SettleFilter | None, name: str, *, windowed: bool
+) -> Iterator[list[Any]]:
+    """The pages without the rows at or past the settle bound (logged at the end).
+
+    Args:
+        pages: The walk's pages.
+        settle: The run's settle filter; None: the pages as they are.
+        name: The resource's name, for the log.
+        windowed: The walks were given the bound: they dropped those rows already.
+
+    Yields:
+        The pages.
+    """
+    if settle is None:
+        yield from pages
+        return
+    try:
+        yield from pages if windowed else settle.pages(pages)
+    finally:
+        report_held_back(name, settle.held_back, settle.bound)
+
+
+def _send_bound(
+    params: dict[str, Any],
+    incremental: StableStateIncremental,
+    transform: Callable[..., Any] | None,
+) -> bool:
+    """Adds the settle bound to a walk's params as the endpoint's "updated before".
+
+    Written like the value sent as "updated since" (text, datetime or epoch number), then
+    converted as that one is (`convert`).
+
+    Args:
+        params: The walk's request params, "updated since" already set.
+        incremental: The bound incremental.
+        transform: The endpoint's incremental `convert`, if any.
+
+    Returns:
+        Whether the bound was added (the endpoint has the parameter and the start value is
+        below the bound).
+    """
+    settle = incremental.settle
+    settle_filter = incremental.settle_filter
+    if settle is None or settle_filter is None or not incremental.settle_on_server:
+        return False
+    if settle.before_param is None:
+        return False
+    value = bound_param(settle_filter.bound, incremental.last_value)
+    params[settle.before_param] = transform(value) if transform is not None else value
+    return True
 
 
 def _steps_take_arrow() -> bool:
@@ -326,15 +471,31 @@ def _steps_take_arrow() -> bool:
 
 
 class StableStateIncremental(Incremental[Any]):
-    """dlt's incremental, with the hashes of the rows at the last cursor value kept sorted.
+    """dlt's incremental, with sorted boundary hashes and a settle margin.
 
-    dlt 1.31 stores those hashes in the resource state as `list(set(...))`, in the order of
-    Python's string hashing, which changes with every process. A scheduled run that finds
-    nothing new then still writes the same hashes in another order: the state's version hash
-    changes, and dlt loads the pipeline state into the destination again (a load package,
-    a load job and a `_dlt_pipeline_state` row on every run). dlt reads the list back as a
-    set, so sorted, the same hashes give the same state and such a run loads nothing.
+    dlt 1.31 stores the hashes of the rows at the last cursor value in the resource state as
+    `list(set(...))`, in the order of Python's string hashing, which changes with every
+    process. A scheduled run that finds nothing new then still writes the same hashes in
+    another order: the state's version hash changes, and dlt loads the pipeline state into the
+    destination again (a load package, a load job and a `_dlt_pipeline_state` row on every
+    run). dlt reads the list back as a set, so sorted, the same hashes give the same state and
+    such a run loads nothing.
+
+    With a `settle` margin (and no `end_value`: a window keeps no state), binding fixes the
+    run's bound, `now - settle.seconds`; rows at or past it never reach dlt's filter, so the
+    cursor kept in state stays below the bound (`settle.py`). The resource's own generator
+    drops them (and sends the bound to the server); dlt's generators (`filter_in_step`) leave
+    that to this step.
     """
+
+    settle: Settle | None = None
+    """The resource's settle margin; None keeps none."""
+    filter_in_step: bool = True
+    """Drop rows past the bound here, in the incremental step."""
+    settle_filter: SettleFilter | None = None
+    """This run's bound and filter, set by `bind` (None: no margin this run)."""
+    settle_on_server: bool = False
+    """This run sends the bound to the server (the start value is below it)."""
 
     @classmethod
     def like(cls, incremental: Incremental[Any]) -> StableStateIncremental:
@@ -357,8 +518,75 @@ class StableStateIncremental(Incremental[Any]):
         stable.resource_name = incremental.resource_name
         return stable
 
+    def merge(self, other: Incremental[Any]) -> Incremental[Any]:
+        """The merge of dlt (used by `copy` too), keeping the settle margin of either side.
+
+        Args:
+            other: The incremental whose set values win.
+
+        Returns:
+            The merged incremental.
+        """
+        merged = super().merge(other)
+        if isinstance(merged, StableStateIncremental):
+            source = other if isinstance(other, StableStateIncremental) and other.settle else self
+            merged.settle = source.settle
+            merged.filter_in_step = source.filter_in_step
+        return merged
+
+    def bind(self, pipe: Any) -> StableStateIncremental:
+        """Binds as dlt does, then fixes this run's settle bound.
+
+        Args:
+            pipe: The pipe being evaluated.
+
+        Returns:
+            Itself.
+        """
+        super().bind(pipe)
+        self.settle_filter = None
+        self.settle_on_server = False
+        settle = self.settle
+        if (
+            settle is None
+            or settle.seconds <= 0
+            or self.end_value is not None
+            or self.last_value_func is not max
+            or not isinstance(self.cursor_path, str)
+        ):
+            return self
+        start = self.last_value
+        start_instant = cursor_instant(start, settle.epoch_numbers)
+        if start is not None and start_instant is None:
+            return self  # the cursor is no timestamp: no time bound applies
+        bound = settle_bound(settle.seconds)
+        self.settle_filter = SettleFilter(
+            bound=bound, cursor=cursor_getter(self.cursor_path), epoch_numbers=settle.epoch_numbers
+        )
+        ahead = start_instant is not None and start_instant >= bound
+        # a start timestamp is needed to write the bound as the API writes its cursor
+        self.settle_on_server = settle.before_param is not None and start is not None and not ahead
+        if ahead:
+            logger.warning(
+                "%s: the cursor in state (%s) is not before the settle bound (%s, %d s ago):"
+                " nothing newer is loaded until the bound passes it",
+                self.resource_name,
+                start,
+                bound.isoformat(),
+                settle.seconds,
+            )
+        return self
+
     def __call__(self, rows: Any, meta: Any = None) -> Any:
-        """Filters `rows` as dlt does, then sorts the boundary hashes dlt wrote to the state."""
+        """Filters `rows` as dlt does, then sorts the boundary hashes dlt wrote to the state.
+
+        Rows at or past the settle bound are dropped first, unless the generator did.
+        """
+        if self.settle_filter is not None and self.filter_in_step:
+            if isinstance(rows, list):
+                rows = self.settle_filter.keep(rows)
+            elif isinstance(rows, dict) and not self.settle_filter.keep([rows]):
+                rows = None
         filtered = super().__call__(rows, meta)
         state = dlt_compat.incremental_state(self)
         hashes = state.get("unique_hashes") if state else None

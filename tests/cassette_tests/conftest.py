@@ -20,6 +20,10 @@ walks follow links to 8765. Requests match on method, scheme, host, path and que
 headers or bodies, so the credentials replay needs are arbitrary (they are redacted from the
 cassettes anyway). `cassette_support` has the details.
 
+The settle margin's clock (`settle.utc_now`) is fixed at `SETTLE_NOW` (after every sandbox
+stamp), so the `updated_before` bound catalogue requests carry is the same when recording
+and on replay.
+
 After every replayed test, `_cassette_fully_played` fails the test if the code asked for a
 request the cassette lacks (even if something swallowed vcrpy's error) or left a recorded
 interaction unplayed (`all_played`, with `allow_playback_repeats=False`).
@@ -28,10 +32,12 @@ interaction unplayed (`all_played`, with `allow_playback_repeats=False`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import pytest
 
+from sources.support_api import settle
 from tests.cassette_tests.cassette_support import (
     CassetteRedactor,
     PlaybackGuard,
@@ -41,6 +47,15 @@ from tests.cassette_tests.cassette_support import (
     start_sandbox_api,
 )
 from tests.sandbox.fixtures import SandboxFactory
+
+SETTLE_NOW: Final = datetime(2026, 1, 1, tzinfo=UTC)
+"""The settle margin's `now` in every cassette test: its bound is `2025-12-31T23:59:00Z`."""
+
+
+@pytest.fixture(autouse=True)
+def _fixed_settle_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixes the settle bound sent as `updated_before`, so the cassettes match on replay."""
+    monkeypatch.setattr(settle, "utc_now", lambda: SETTLE_NOW)
 
 
 @pytest.fixture

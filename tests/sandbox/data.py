@@ -580,6 +580,8 @@ class _TableState:
     superseded: list[int] = field(default_factory=list)
     overlay: dict[int, _Overlay] = field(default_factory=dict)
     overlay_keys: list[RowKey] = field(default_factory=list)
+    unseen_ids: set[int] = field(default_factory=set)
+    """Ids of created rows whose change is still pending (stamped, not yet visible)."""
 
     def base_ts(self, index: int) -> int:
         """Returns the base `updated_at` of the row at `index` in epoch seconds.
@@ -660,6 +662,7 @@ class Dataset:
             customers=table_sizes["customers"],
         )
         self._tables: dict[str, _TableState] = {}
+        self._pending: list[tuple[_TableState, _Overlay]] = []
         for name in TABLES:
             digest = hashlib.sha256(f"support-api-sandbox:{seed}:{name}".encode()).digest()
             self._tables[name] = _TableState(
@@ -710,7 +713,7 @@ class Dataset:
         """
         state = self._state(table)
         with self._lock:
-            return state.next_id - 1
+            return state.next_id - 1 - len(state.unseen_ids)
 
     def max_updated_at(self, table: str) -> str | None:
         """Returns the latest `updated_at` of `table`, None if the table is empty.
@@ -748,7 +751,7 @@ class Dataset:
         """
         state = self._state(table)
         with self._lock:
-            if not 1 <= row_id < state.next_id:
+            if not 1 <= row_id < state.next_id or row_id in state.unseen_ids:
                 raise KeyError(f"{table} has no row with id {row_id}")
             overlay = state.overlay.get(row_id)
         return self._build(state, row_id - 1, overlay)
@@ -942,6 +945,7 @@ class Dataset:
         same_second: bool = False,
         deletes: int = 0,
         drift: bool = False,
+        pending: bool = False,
     ) -> dict[str, MutationResult]:
         """Updates existing rows and creates new ones in each table.
 
@@ -961,6 +965,9 @@ class Dataset:
                 deleted per table, with the table's `delete_marker` and a new `updated_at`.
             drift: Give updated rows of the tables in `DRIFTERS` a new field, a field turned
                 null and a field of another type (schema drift).
+            pending: Stamp the changes now but keep them invisible (readers see the previous
+                versions, created rows are not listed) until `commit_pending`: a transaction
+                that stamps `updated_at` when it starts and commits a moment later.
 
         Returns:
             What changed, by table.
@@ -983,7 +990,10 @@ class Dataset:
                 rng_seed = f"{self.seed}:{mutation_seed}:{state.name}"
                 rng = random.Random(rng_seed)  # noqa: S311 - reproducible fake data, not security
                 existing = state.next_id - 1
-                updated_ids = sorted(rng.sample(range(1, existing + 1), min(updates, existing)))
+                population: Sequence[int] = range(1, existing + 1)
+                if state.unseen_ids:
+                    population = [i for i in population if i not in state.unseen_ids]
+                updated_ids = sorted(rng.sample(population, min(updates, len(population))))
                 deleted_ids = self._pick_deletions(state, rng, deletes, updated_ids)
                 created_ids = list(range(state.next_id, state.next_id + creates))
                 state.next_id += creates
@@ -1004,12 +1014,64 @@ class Dataset:
                         patch = self._delete_patch(state, row_id, stamp)
                     else:
                         patch = self._update_patch(state, row_id, rng, stamp, drift=drift)
-                    self._place(state, _Overlay(index=row_id - 1, updated=seconds, patch=patch))
+                    overlay = _Overlay(index=row_id - 1, updated=seconds, patch=patch)
+                    if pending:
+                        self._pending.append((state, overlay))
+                        if change == "created":
+                            state.unseen_ids.add(row_id)
+                    else:
+                        self._place(state, overlay)
                 results[state.name] = MutationResult(
                     tuple(updated_ids), tuple(created_ids), tuple(deleted_ids)
                 )
             self._now = latest
         return results
+
+    def advance(self, seconds: int) -> int:
+        """Lets time pass with no change: later changes are stamped after it.
+
+        Args:
+            seconds: How long.
+
+        Returns:
+            The new `now`.
+
+        Raises:
+            ValueError: If `seconds` is negative.
+        """
+        if seconds < 0:
+            raise ValueError("time does not go back")
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+    @property
+    def pending(self) -> int:
+        """How many changed rows are stamped but not visible yet (`mutate(pending=True)`)."""
+        with self._lock:
+            return len(self._pending)
+
+    def commit_pending(self, count: int | None = None) -> int:
+        """Makes pending changes visible, oldest first, with the `updated_at` they were given.
+
+        A row changed again (and committed) since keeps its newer version.
+
+        Args:
+            count: Changed rows to commit; None commits all.
+
+        Returns:
+            How many rows were committed.
+        """
+        with self._lock:
+            taken = self._pending if count is None else self._pending[:count]
+            self._pending = self._pending[len(taken) :]
+            for state, overlay in taken:
+                row_id = overlay.index + 1
+                state.unseen_ids.discard(row_id)
+                current = state.overlay.get(row_id)
+                if current is None or current.updated <= overlay.updated:
+                    self._place(state, overlay)
+        return len(taken)
 
     def _update_patch(
         self, state: _TableState, row_id: int, rng: random.Random, stamp: str, *, drift: bool
@@ -1041,6 +1103,7 @@ class Dataset:
             for row_id, overlay in state.overlay.items()
             if is_deleted(state.name, overlay.patch)
         )
+        taken.update(state.unseen_ids)
         candidates = [row_id for row_id in range(1, state.next_id) if row_id not in taken]
         return sorted(rng.sample(candidates, min(deletes, len(candidates))))
 

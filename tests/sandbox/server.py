@@ -554,6 +554,9 @@ class SandboxServer:
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.clock = clock
         self.admin_routes = admin_routes
+        self.before_data_request: Callable[[Route], None] | None = None
+        """Called before each data page is computed (e.g. to change the data while a sync
+        reads it); None does nothing."""
 
         self._lock = threading.Lock()
         self._fault_rng = random.Random(fault_seed)  # noqa: S311 - reproducible faults
@@ -743,6 +746,7 @@ class SandboxServer:
         same_second: bool = False,
         deletes: int = 0,
         drift: bool = False,
+        pending: bool = False,
     ) -> dict[str, MutationResult]:
         """Updates, creates and deletes rows in the dataset (see `Dataset.mutate`).
 
@@ -756,6 +760,8 @@ class SandboxServer:
                 delete marker and a new `updated_at`).
             drift: Updated rows get a new field, a field turned null and a field of another
                 type (see `DRIFTERS` in `tests.sandbox.data`).
+            pending: Stamp the changes but serve them only after `commit_pending` (a
+                transaction committed a moment after it stamped `updated_at`).
 
         Returns:
             What changed, by table.
@@ -768,7 +774,19 @@ class SandboxServer:
             same_second=same_second,
             deletes=deletes,
             drift=drift,
+            pending=pending,
         )
+
+    def commit_pending(self, count: int | None = None) -> int:
+        """Makes pending changes visible, oldest first (see `Dataset.commit_pending`).
+
+        Args:
+            count: Changed rows to commit; None commits all.
+
+        Returns:
+            How many rows were committed.
+        """
+        return self._dataset.commit_pending(count)
 
     # --- oauth2 state ----------------------------------------------------------------------------
 
@@ -988,6 +1006,9 @@ class SandboxServer:
         if denied is not None:
             denied.headers.extend(limit_headers)
             return denied
+        hook = self.before_data_request
+        if hook is not None:
+            hook(route)
         try:
             payload, extra_headers = self._page(route, query)
         except _BadRequestError as exc:
