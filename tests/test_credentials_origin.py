@@ -11,14 +11,10 @@ import base64
 import json
 import logging
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -27,6 +23,7 @@ from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from sources.support_api import ConfigError, support_api, support_api_from_config
 from sources.support_api.errors import RedirectLoopError, UntrustedHostError
 from sources.support_api.origins import Origin, OriginPolicy
+from tests.fake_api import Host, Route, json_page, loopback_hosts
 from tests.helpers import chain_text, exception_chain, find_cause, make_pipeline, table_ids
 
 API_KEY = "key-7d1f0c2a9b8e4d3c"
@@ -35,126 +32,26 @@ PASSWORD = "pw-3c4d5e6f7a8b9c0d"
 CLIENT_SECRET = "client-secret-0a1b2c3d4e5f"
 ACCESS_TOKEN = "access-9f8e7d6c5b4a3210"
 
+hosts = loopback_hosts
+"""The fake APIs of each test (a fixture)."""
+
 KINDS = ("api_key_query", "api_key_header", "bearer", "http_basic", "oauth2")
 
 
-@dataclass
-class Seen:
-    """One request a host received."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-
-
-Route = Callable[["Host", str, dict[str, list[str]]], tuple[int, dict[str, str], bytes]]
-
-
-@dataclass
-class Host:
-    """A tiny JSON API on one loopback address that records every request."""
-
-    address: str
-    route: Route
-    seen: list[Seen] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def origin(self) -> str:
-        assert self.server is not None
-        return f"http://{self.address}:{self.server.server_address[1]}"
-
-    @property
-    def netloc(self) -> str:
-        return self.origin.removeprefix("http://")
-
-    def start(self) -> Host:
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self._answer()
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode()
-                parts = urlsplit(self.path)
-                host.seen.append(
-                    Seen("POST", parts.path, parse_qs(body), dict(self.headers.items()))
-                )
-                status, headers, payload = host.route(host, parts.path, parse_qs(body))
-                self._send(status, headers, payload)
-
-            def _answer(self) -> None:
-                parts = urlsplit(self.path)
-                query = parse_qs(parts.query)
-                host.seen.append(Seen("GET", parts.path, query, dict(self.headers.items())))
-                status, headers, payload = host.route(host, parts.path, query)
-                self._send(status, headers, payload)
-
-            def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((self.address, 0), Handler)
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
-    def credentials_seen(self) -> list[str]:
-        """Every credential value that reached this host, in a header or the query."""
-        return [
-            secret
-            for request in self.seen
-            for value in [
-                *request.headers.values(),
-                *(v for vs in request.query.values() for v in vs),
-            ]
-            for secret in (API_KEY, BEARER, ACCESS_TOKEN, _basic())
-            if secret in value
-        ]
+def credentials_seen(host: Host) -> list[str]:
+    """Every credential value that reached `host`, in a header or the query."""
+    secrets = (API_KEY, BEARER, ACCESS_TOKEN, _basic())
+    return [secret for value in host.values_seen() for secret in secrets if secret in value]
 
 
 def _basic() -> str:
     return base64.b64encode(f"agent:{PASSWORD}".encode()).decode()
 
 
-def page(rows: list[dict[str, Any]], **extra: Any) -> tuple[int, dict[str, str], bytes]:
-    return 200, {}, json.dumps({"data": rows, **extra}).encode()
-
-
 def token_route(host: Host, path: str, query: dict[str, list[str]]):
     if path == "/oauth/token":
         return 200, {}, json.dumps({"access_token": ACCESS_TOKEN, "expires_in": 3600}).encode()
     return 404, {}, b"{}"
-
-
-@pytest.fixture
-def hosts() -> Iterator[Callable[[str, Route], Host]]:
-    started: list[Host] = []
-
-    def start(address: str, route: Route) -> Host:
-        host = Host(address, route).start()
-        started.append(host)
-        return host
-
-    yield start
-    for host in started:
-        host.stop()
 
 
 def auth_block(kind: str, token_url: str | None = None) -> dict[str, Any]:
@@ -232,7 +129,7 @@ def next_link_api(other: Callable[[], Host]) -> Route:
     def route(host: Host, path: str, query: dict[str, list[str]]):
         if path == "/oauth/token":
             return token_route(host, path, query)
-        return page([{"id": 1}], next=f"{other().origin}/v1/tickets?page=2")
+        return json_page([{"id": 1}], next=f"{other().origin}/v1/tickets?page=2")
 
     return route
 
@@ -250,7 +147,7 @@ def redirect_api(other: Callable[[], Host]) -> Route:
 
 
 def other_route(host: Host, path: str, query: dict[str, list[str]]):
-    return page([{"id": 2}])
+    return json_page([{"id": 2}])
 
 
 def child_resources(other: Host) -> list[dict[str, Any]]:
@@ -278,7 +175,7 @@ def child_resources(other: Host) -> list[dict[str, Any]]:
 def list_api(host: Host, path: str, query: dict[str, list[str]]):
     if path == "/oauth/token":
         return token_route(host, path, query)
-    return page([{"id": 1}])
+    return json_page([{"id": 1}])
 
 
 def build(way: str, kind: str, hosts, allow_other: bool = False):
@@ -335,7 +232,7 @@ def test_an_allowed_host_is_followed_with_the_credentials(kind, way, tmp_path, h
         "http_basic": _basic(),
         "oauth2": ACCESS_TOKEN,
     }[kind]
-    assert expected in other.credentials_seen()
+    assert expected in credentials_seen(other)
     table = "comments" if way == "child_url" else "tickets"
     assert table_ids(pipeline, table) == ([1, 2] if way == "next_link" else [2])
 
@@ -403,7 +300,7 @@ def test_a_redirect_on_the_api_host_is_followed_as_plain_dlt_does(kind, tmp_path
         if not path.endswith("/"):
             qs = "&".join(f"{k}={v[0]}" for k, v in query.items())
             return 301, {"Location": f"{path}/" + (f"?{qs}" if qs else "")}, b""
-        return page([{"id": 1}, {"id": 2}])
+        return json_page([{"id": 1}, {"id": 2}])
 
     api = hosts("127.0.0.1", route)
     resource = link_resource()
@@ -412,7 +309,7 @@ def test_a_redirect_on_the_api_host_is_followed_as_plain_dlt_does(kind, tmp_path
 
     assert table_ids(pipeline, "tickets") == [1, 2]
     assert [r.path for r in api.seen] == ["/v1/tickets", "/v1/tickets/"]
-    assert api.credentials_seen() == [secrets_of(kind)[0]] * 2
+    assert credentials_seen(api) == [secrets_of(kind)[0]] * 2
 
 
 def test_a_redirect_loop_is_named(tmp_path, hosts):
