@@ -129,6 +129,7 @@ def support_api(
     normalized.file_format = file_format
     normalized.parallelized = parallelized
     normalized.windows = window_plans(resources, endpoints, concurrency, allow_external_schedulers)
+    normalized.concurrency = concurrency
     return build_resources(normalized)
 
 

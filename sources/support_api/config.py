@@ -36,7 +36,7 @@ from .http_policy import RetryPolicy
 from .origins import OriginPolicy
 from .paginators import PAGINATOR_TYPES
 from .redaction import is_sensitive_header
-from .settings import DEFAULT_SETTLE_SECONDS, MAX_SETTLE_SECONDS
+from .settings import DEFAULT_CONCURRENCY, DEFAULT_SETTLE_SECONDS, MAX_SETTLE_SECONDS
 from .settle import Settle
 from .windows import WindowPlan
 
@@ -75,6 +75,7 @@ class NormalizedConfig:
             format (parquet, else jsonl) when the active pipeline's destination would
             otherwise insert row by row; None leaves it to `pipeline.run(loader_file_format=)`.
         parallelized: Extract resources that set no `parallelized` in parallel threads.
+        concurrency: Most parents whose children a dependent resource reads at once.
         windows: Resources read in concurrent time windows of their updated timestamp (the
             catalogue's cursor-paged endpoints that filter on it), by name.
         origins: Where requests may carry the credentials (`base_url`'s origin and
@@ -92,6 +93,7 @@ class NormalizedConfig:
     file_format: str | None = "auto"
     parallelized: bool = True
     windows: dict[str, WindowPlan] = field(default_factory=dict)
+    concurrency: int = DEFAULT_CONCURRENCY
     origins: OriginPolicy | None = None
     settle: dict[str, Settle] = field(default_factory=dict)
 

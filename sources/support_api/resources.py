@@ -7,11 +7,12 @@ policy and an error hook that names the resource and the redacted URL.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Final, cast
 
 import dlt
@@ -36,12 +37,15 @@ from dlt.sources.rest_api.config_setup import (
     create_paginator,
     create_response_hooks,
     paginate_resource,
+    process_parent_data_item,
     setup_incremental_object,
 )
+from dlt.sources.rest_api.typing import ResolvedParam
 
 from . import dlt_compat
 from .arrow_pages import ArrowBatches, import_pyarrow, is_arrow_table
 from .config import NormalizedConfig, copy_structure, make_paginator, top_level_cursor
+from .fan_out import FanOut
 from .http_policy import (
     BodyRules,
     PacedSession,
@@ -75,6 +79,7 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
         The resources, in the order they were configured.
     """
     pool = SessionPool(origins=config.origins)
+    fan_out = FanOut()
     for auth in config.auths():
         remember_auth(auth)
     install_log_redaction()
@@ -98,8 +103,9 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
         if file_format is not None:
             resource.setdefault("file_format", file_format)
         # dlt's resource-level `parallelized` is lost when rest_api binds the generator to its
-        # arguments, so the built resource is parallelized instead (as the source-level flag does)
-        parallel = not parent_names and resource.pop("parallelized", config.parallelized)
+        # arguments, so the built resource is parallelized instead (as the source-level flag
+        # does); a dependent resource reads its parents' children concurrently itself
+        parallel = resource.pop("parallelized", config.parallelized) and not parent_names
         policy = config.policies[name]
         session = pool.session_for(policy, name)
         prefetch = getattr(resource["endpoint"].get("paginator"), "prefetch", None)
@@ -115,7 +121,18 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
         settle = config.settle.get(name)
         top_level = not (parent_names or name in parent_of)
         own = True
-        if plan is not None and not parent_names:
+        if parent_names:
+            (parent_name,) = parent_names
+            built[name] = _own_child_resource(
+                cast("dict[str, Any]", endpoint_map[name]),
+                client,
+                built[parent_name],
+                param_map[name] or [],
+                functools.partial(fan_out.map_ordered, width=config.concurrency),
+                functools.partial(_fresh_paginator, config.paginators.get(name)),
+            )
+            own = False  # its rows past the settle bound are dropped in the incremental step
+        elif plan is not None:
             built[name] = _own_resource(
                 cast("dict[str, Any]", endpoint_map[name]),
                 client,
@@ -444,6 +461,123 @@ def _send_bound(
     value = bound_param(settle_filter.bound, incremental.last_value)
     params[settle.before_param] = transform(value) if transform is not None else value
     return True
+
+
+def _own_child_resource(
+    resource: dict[str, Any],
+    client_config: dict[str, Any],
+    parent: DltResource,
+    resolved_params: list[ResolvedParam],
+    fan_out: Callable[[Callable[[Any], list[list[Any]]], list[Any]], Iterator[list[list[Any]]]],
+    new_paginator: Callable[[], BasePaginator | None],
+) -> DltResource:
+    """Builds a dependent resource whose parents' children are read concurrently.
+
+    Each parent record is turned into its request by dlt's own `process_parent_data_item`
+    (placeholders in path, params, headers and json; `include_from_parent` fields), and read
+    to its last page as dlt's `paginate_dependent_resource` reads it; `fan_out` runs the
+    parents of a page together and hands their pages over in parent order, so the rows are
+    those plain dlt loads, in the same order. Hints, incremental, response hooks and
+    processing steps are set as dlt's rest_api sets them.
+    """
+    resource = dict(resource)
+    endpoint = resource.pop("endpoint")
+    steps = resource.pop("processing_steps", [])
+    include_from_parent: list[str] = resource.pop("include_from_parent", [])
+    params = dict(endpoint.get("params") or {})
+    incremental_object, incremental_param, transform = setup_incremental_object(
+        params, endpoint.get("incremental")
+    )
+    resolved_names = {param.param_name for param in resolved_params}
+    base_params = {k: v for k, v in params.items() if k not in resolved_names}
+    client = RESTClient(
+        base_url=client_config["base_url"],
+        headers=client_config.get("headers"),
+        auth=create_auth(endpoint.get("auth", client_config.get("auth"))),
+        paginator=create_paginator(client_config.get("paginator")),
+        session=client_config["session"],
+    )
+    hooks = create_response_hooks(endpoint.get("response_actions"))
+    path = endpoint["path"]
+
+    def children_of(
+        items: list[dict[str, Any]], incremental_object: Incremental[Any] | None
+    ) -> Iterator[list[Any]]:
+        run_params = base_params
+        if incremental_object is not None:
+            run_params = dlt_compat.incremental_request_params(
+                dict(base_params), incremental_object, incremental_param, transform
+            )
+
+        def read_parent(item: dict[str, Any]) -> list[list[Any]]:
+            request = process_parent_data_item(
+                path=path,
+                item=item,
+                resolved_params=resolved_params,
+                headers=endpoint.get("headers"),
+                params=run_params,
+                request_json=endpoint.get("json"),
+                request_data=endpoint.get("data"),
+                include_from_parent=include_from_parent,
+                incremental=incremental_object,
+                incremental_value_convert=transform,
+            )
+            pages: list[list[Any]] = []
+            for page in client.paginate(
+                method=endpoint.get("method", "get"),
+                path=request.path,
+                headers=request.headers,
+                params=request.params,
+                json=request.json,
+                data=request.data,
+                paginator=new_paginator(),
+                data_selector=endpoint.get("data_selector"),
+                hooks=hooks,
+            ):
+                if request.parent_record:
+                    for record in page:
+                        record.update(request.parent_record)
+                pages.append(page)
+            return pages
+
+        for pages in fan_out(read_parent, list(items)):
+            yield from pages
+
+    if incremental_object is None:
+
+        def children(items: list[dict[str, Any]]) -> Iterator[list[Any]]:
+            yield from children_of(items, None)
+
+    else:
+        # dlt binds the incremental through this argument's default, as for `own_pages`
+
+        def children(  # type: ignore[misc]
+            items: list[dict[str, Any]], incremental_object: Incremental[Any] = incremental_object
+        ) -> Iterator[list[Any]]:
+            yield from children_of(items, incremental_object)
+
+    # the hints come from the endpoint config as a dict, which dlt's overloads cannot type
+    built: DltResource = dlt.resource(  # type: ignore[call-overload]
+        children, data_from=parent, **resource
+    )()
+    dlt_compat.record_endpoint_input(built, client, path)
+    for step in steps:
+        if "filter" in step:
+            built.add_filter(step["filter"])
+        if "map" in step:
+            built.add_map(step["map"])
+        if "yield_map" in step:
+            built.add_yield_map(step["yield_map"])
+    return built
+
+
+def _fresh_paginator(spec: Mapping[str, Any] | BasePaginator | None) -> BasePaginator | None:
+    """A paginator of its own for one walk: built from its config, or a copy of an instance.
+
+    Built from the config, it fetches no pages ahead (no session is attached): a dependent
+    resource's parents are read concurrently instead.
+    """
+    return copy.deepcopy(spec) if isinstance(spec, BasePaginator) else make_paginator(spec)
 
 
 def _steps_take_arrow() -> bool:
