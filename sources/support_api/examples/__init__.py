@@ -5,5 +5,6 @@ paginators, auth type and error handler as the seed, and runs it into DuckDB. `d
 copies this folder with the source, so in your project run one with
 `python -m support_api.examples.<module>` (in this repository:
 `python -m sources.support_api.examples.<module>`), after setting `base_url` and the
-secrets the module's docstring names.
+secrets the module's docstring names. Seed `NNN` loads into `support_api_seed_NNN.duckdb`,
+dataset `seed_NNN`.
 """

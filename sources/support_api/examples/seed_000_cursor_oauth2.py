@@ -78,5 +78,5 @@ def seed_source() -> DltSource:
 
 
 if __name__ == "__main__":
-    pipeline = dlt.pipeline("seed_000", destination="duckdb", dataset_name="seed_000")
+    pipeline = dlt.pipeline("support_api_seed_000", destination="duckdb", dataset_name="seed_000")
     print(pipeline.run(seed_source()))

@@ -97,5 +97,5 @@ def seed_source() -> DltSource:
 
 
 if __name__ == "__main__":
-    pipeline = dlt.pipeline("seed_001", destination="duckdb", dataset_name="seed_001")
+    pipeline = dlt.pipeline("support_api_seed_001", destination="duckdb", dataset_name="seed_001")
     print(pipeline.run(seed_source()))

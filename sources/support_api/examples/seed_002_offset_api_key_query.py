@@ -76,5 +76,5 @@ def seed_source() -> DltSource:
 
 
 if __name__ == "__main__":
-    pipeline = dlt.pipeline("seed_002", destination="duckdb", dataset_name="seed_002")
+    pipeline = dlt.pipeline("support_api_seed_002", destination="duckdb", dataset_name="seed_002")
     print(pipeline.run(seed_source()))

@@ -88,5 +88,5 @@ def seed_source() -> DltSource:
 
 
 if __name__ == "__main__":
-    pipeline = dlt.pipeline("seed_003", destination="duckdb", dataset_name="seed_003")
+    pipeline = dlt.pipeline("support_api_seed_003", destination="duckdb", dataset_name="seed_003")
     print(pipeline.run(seed_source()))

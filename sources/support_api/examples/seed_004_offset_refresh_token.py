@@ -112,5 +112,5 @@ def seed_source() -> DltSource:
 
 
 if __name__ == "__main__":
-    pipeline = dlt.pipeline("seed_004", destination="duckdb", dataset_name="seed_004")
+    pipeline = dlt.pipeline("support_api_seed_004", destination="duckdb", dataset_name="seed_004")
     print(pipeline.run(seed_source()))
