@@ -34,11 +34,18 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
+TEST_OPTIONS = ["-n", "auto", "--dist", "worksteal", "--durations=25"]
+"""One pytest worker per core (pytest-xdist; tests that wait on subprocesses or sockets
+leave room, so an idle worker takes the next test), and the 25 slowest tests printed, so
+the suite's time budget stays visible. Options in `nox -s tests -- ...` come after these and
+win (`-n 0` runs in one process)."""
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite against the loopback sandbox and replayed cassettes."""
     _install(session, "test")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *TEST_OPTIONS, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
