@@ -34,11 +34,18 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
+TEST_OPTIONS = ["-n", "auto", "--dist", "worksteal", "--durations=25"]
+"""One pytest worker per core (pytest-xdist; tests that wait on subprocesses or sockets
+leave room, so an idle worker takes the next test), and the 25 slowest tests printed, so
+the suite's time budget stays visible. Options in `nox -s tests -- ...` come after these and
+win (`-n 0` runs in one process)."""
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite against the loopback sandbox and replayed cassettes."""
     _install(session, "test")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *TEST_OPTIONS, *session.posargs)
 
 
 DLT_MINORS = ("1.29", "1.30", "1.31")
@@ -53,6 +60,8 @@ COMPAT_TESTS = (
     "tests/test_credentials_origin.py",
     "tests/test_arrow_pages.py",
     "tests/test_dlt_init.py",
+    "tests/test_settle.py",
+    "tests/test_fan_out.py",
 )
 """The seed and end-to-end source tests, which touch every use of dlt's API."""
 
@@ -64,7 +73,7 @@ def compat(session: nox.Session, dlt_minor: str) -> None:
     _install(session, "test")
     session.install(f"dlt[duckdb,parquet]=={dlt_minor}.*")
     session.run("python", "-c", "import dlt; print('dlt', dlt.__version__)")
-    session.run("pytest", "-p", "no:cacheprovider", *COMPAT_TESTS, *session.posargs)
+    session.run("pytest", "-n", "auto", "-p", "no:cacheprovider", *COMPAT_TESTS, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)

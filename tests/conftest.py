@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,23 +35,43 @@ def insecure_loopback_oauth(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class RecordedSleeps(list[float]):
-    """The waits dlt's retry machinery asked for, in order, instead of sleeping."""
+    """The waits dlt's retry machinery asked for, in order, instead of sleeping.
+
+    A recorded wait still counts as time gone by for the rate-limit pacer (`clock`): a retry
+    that dlt held for a 429's `Retry-After` is not held that long again, for real, by the pacer.
+    """
 
     def sleep(self, seconds: float) -> None:
         self.append(seconds)
 
+    def clock(self) -> float:
+        """Monotonic seconds plus every wait recorded so far."""
+        return time.monotonic() + sum(self)
+
 
 @pytest.fixture
 def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> RecordedSleeps:
-    """Patches tenacity's sleep (used by dlt's retrying sessions) and records the waits."""
+    """Patches tenacity's sleep (used by dlt's retrying sessions) and records the waits.
+
+    The source's rate-limit pacers read `RecordedSleeps.clock`, so that the waits recorded
+    instead of slept have passed for them too.
+    """
     import tenacity.nap  # noqa: PLC0415 - imported where patched
+
+    from sources.support_api import http_policy  # noqa: PLC0415 - patched for this test only
 
     sleeps = RecordedSleeps()
 
     class _Time:
         sleep = staticmethod(sleeps.sleep)
 
+    class _Pacer(http_policy.RateLimitPacer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("clock", sleeps.clock)
+            super().__init__(*args, **kwargs)
+
     monkeypatch.setattr(tenacity.nap, "time", _Time)
+    monkeypatch.setattr(http_policy, "RateLimitPacer", _Pacer)
     return sleeps
 
 

@@ -9,15 +9,15 @@ auth object (which refreshes early); every data request the sandbox serves moves
 run, in the middle of paging, from parallel threads.
 
 Waits are patched: tenacity's sleep (data retries and token retries both go through it, see
-the `retry_sleeps` fixture) and the rate-limit pacer's sleep, so the runs measure work, not
-waiting.
+the `retry_sleeps` fixture) and the rate-limit pacer's sleep, so the runs do work, not
+waiting. The cost of chaos is checked in requests sent, which do not depend on the machine;
+wall times belong to the bench (`tests/bench/`, `nox -s bench`), not to tests.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -110,12 +110,11 @@ def desk_source(server: SandboxServer, auth: OAuth2RefreshTokenAuth):
     )
 
 
-def timed_run(server, clock, tmp_path: Path, name: str):
+def refresh_run(server, clock, tmp_path: Path, name: str):
     pipeline = make_pipeline(tmp_path, name)
     auth = refresh_auth(server, clock, token_store_path=str(tmp_path / f"{name}_tokens.json"))
-    started = time.perf_counter()
     pipeline.run(desk_source(server, auth))
-    return pipeline, time.perf_counter() - started
+    return pipeline
 
 
 def assert_exact_copy(pipeline, server: SandboxServer) -> None:
@@ -132,26 +131,23 @@ def faults_served(server: SandboxServer, path: str | None = None) -> int:
 
 
 @pytest.mark.parametrize("fault_seed", [1, 2, 3])
-def test_every_table_is_exact_under_15_percent_faults_in_at_most_twice_the_clean_time(
+def test_every_table_is_exact_under_15_percent_faults_in_at_most_twice_the_clean_requests(
     sandbox_factory, tmp_path, insecure_loopback_oauth, no_pacer_waits, fault_seed
 ):
     """Exact data under chaos, and the cost of chaos is bounded.
 
-    "At most twice the clean time" is checked two ways, in the same test and process:
-    requests sent (the main check: it barely depends on the machine, and retries and token
-    refreshes are what chaos adds) and wall time with sleeps patched, with 2 s of slack for a
-    noisy 2-core machine. The chaos run goes first, so it also pays the process's warm-up: the
-    time check errs on the strict side.
+    The cost is counted in requests sent (retries and token refreshes are what chaos adds),
+    which does not depend on how fast or busy the machine is: at most twice the clean run's.
     """
     chaos_clock = FakeClock()
     chaos = oauth_desk(sandbox_factory, chaos_clock, fault_rate=0.15, fault_seed=fault_seed)
     # on top of the random draws, which may spare the token endpoint in a short run
     chaos.inject(TOKEN_PATH, [Fault(status=503, retry_after=1), Fault(kind="drop")])
-    chaos_pipeline, chaos_seconds = timed_run(chaos, chaos_clock, tmp_path, "chaos")
+    chaos_pipeline = refresh_run(chaos, chaos_clock, tmp_path, "chaos")
 
     clean_clock = FakeClock()
     clean = oauth_desk(sandbox_factory, clean_clock, fault_rate=0.0)
-    clean_pipeline, clean_seconds = timed_run(clean, clean_clock, tmp_path, "clean")
+    clean_pipeline = refresh_run(clean, clean_clock, tmp_path, "clean")
 
     assert_exact_copy(clean_pipeline, clean)
     assert_exact_copy(chaos_pipeline, chaos)
@@ -163,7 +159,6 @@ def test_every_table_is_exact_under_15_percent_faults_in_at_most_twice_the_clean
     assert no_pacer_waits, "retries waited (patched)"
     # bounded cost
     assert chaos.count() <= 2 * clean.count()
-    assert chaos_seconds <= 2 * clean_seconds + 2.0, (chaos_seconds, clean_seconds)
     # the refresh token rotated many times and the newest one is in the store
     assert chaos.current_refresh_token != chaos.secrets.refresh_token
     store = json.loads((tmp_path / "chaos_tokens.json").read_text())

@@ -123,3 +123,18 @@ def test_dlt_init_project_runs_against_the_sandbox(sandbox_factory, tmp_path):
     info = run([str(DLT_CLI), "pipeline", "support_api", "info"], project, env).stdout
     assert "dataset_name: support_desk" in info
     assert "tickets with 1 table(s)" in info
+
+    # the seed examples come along: one runs as its docstring says, with the key the seed reads
+    examples = sorted(path.name for path in (project / "support_api" / "examples").glob("seed_*"))
+    assert len(examples) == 5, examples
+    seed = sandbox_factory(seed=6, size=60, shape="seed002", auth="api_key_query")
+    config["sources"]["support_api"]["base_url"] = seed.url
+    (project / ".dlt" / "config.toml").write_text(tomlkit.dumps(config))
+    secrets["api_key"] = seed.secrets.api_key
+    (project / ".dlt" / "secrets.toml").write_text(tomlkit.dumps(secrets))
+    example = ["-m", "support_api.examples.seed_002_offset_api_key_query"]
+    output = run([sys.executable, *example], project, env).stdout
+    assert seed.secrets.api_key not in output
+    with duckdb.connect(str(project / "support_api_seed_002.duckdb"), read_only=True) as db:
+        query = "SELECT count(*), count(DISTINCT id) FROM seed_002.customer_support_data"
+        assert db.execute(query).fetchone() == (seed.dataset.count("customers"),) * 2

@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import cast
 
 import pytest
@@ -14,6 +15,7 @@ from dlt.sources.helpers.requests import Client
 from requests import PreparedRequest, Request, Response
 from requests.adapters import HTTPAdapter
 
+from sources.support_api import http_policy
 from sources.support_api.http_policy import (
     PacedAdapter,
     PacedSession,
@@ -217,13 +219,14 @@ def test_pacer_honours_retry_after_on_429_and_caps_it():
     assert sleeps == [7, 60]
 
 
-def test_pacer_reads_an_epoch_reset():
+def test_pacer_reads_an_epoch_reset(monkeypatch):
+    # the epoch is read from http_policy's `time.time`, fixed here: the wait is exact
+    monkeypatch.setattr(http_policy, "time", SimpleNamespace(time=lambda: 1_700_000_000.0))
     pacer, _, sleeps = pacer_with_clock()
-    reset = str(int(time.time()) + 30)
+    reset = str(1_700_000_000 + 30)
     pacer.observe(response(headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}))
     pacer.acquire()
-    assert len(sleeps) == 1
-    assert 25 < sleeps[0] <= 30
+    assert sleeps == [30]
 
 
 def test_pacer_budget_is_what_is_left_beyond_the_requests_in_flight():
@@ -299,22 +302,44 @@ def test_a_429_holds_its_retry_in_the_pacer_for_retry_after(monkeypatch):
     assert len(sent) == 3
 
 
+class SteppedStopwatch:
+    """Stands in for `time` in `http_policy`: `monotonic` reads a clock that a test moves.
+
+    The first reading is the moment `send` starts waiting for a page fetched ahead: it sets
+    `waiting`, so the page's answer can be held until then.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waiting = threading.Event()
+
+    def monotonic(self) -> float:
+        reading = self.now
+        self.waiting.set()
+        return reading
+
+    def time(self) -> float:
+        return time.time()
+
+
 def test_waited_is_how_long_send_waited_for_a_page_fetched_ahead(monkeypatch):
     pacer, _, _ = pacer_with_clock()
     session, _ = paced_session(pacer, [response(200), response(200)], monkeypatch)
-    slow = threading.Event()
+    stopwatch = SteppedStopwatch()
+    monkeypatch.setattr(http_policy, "time", stopwatch)
     answer = HTTPAdapter.send
 
     def late_answer(adapter: HTTPAdapter, request: PreparedRequest, *args, **kwargs) -> Response:
-        slow.wait(5)  # held until the loop is waiting for it
+        # held until the loop is waiting for it, then answered 50 ms (of the stopwatch) later
+        assert stopwatch.waiting.wait(5)
+        stopwatch.now += 0.05
         return answer(adapter, request, *args, **kwargs)
 
     monkeypatch.setattr(HTTPAdapter, "send", late_answer)
     ahead = session.prefetch(Request("GET", "http://api.example.com/v1/a", params={"page": 2}))
     assert ahead is not None
-    threading.Timer(0.05, slow.set).start()
     session.send(session.prepare_request(Request("GET", ahead)))
-    assert session.waited() >= 0.04
+    assert session.waited() == pytest.approx(0.05)
     # a page not fetched ahead is sent at once: nothing waited for
     session.send(session.prepare_request(Request("GET", "http://api.example.com/v1/c")))
     assert session.waited() == 0.0

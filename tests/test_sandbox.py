@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.sandbox import (
     generate_dataset,
     sandbox_secrets,
 )
+from tests.sandbox import server as sandbox_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -465,15 +467,30 @@ def test_rate_limit_headers_and_429(sandbox_factory, http):
     assert "X-RateLimit-Limit" not in unlimited.headers
 
 
-def test_latency_and_keep_alive(sandbox_factory, http):
+class RecordedWaits:
+    """Stands in for the `time` module in the sandbox server: `sleep` records, the rest is real."""
+
+    def __init__(self, delays: list[float]) -> None:
+        self.sleep = delays.append
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_latency_and_keep_alive(sandbox_factory, http, monkeypatch):
+    # the server's waits are recorded, not slept: what it held each answer for, exactly
+    delays: list[float] = []
+    monkeypatch.setattr(sandbox_server, "time", RecordedWaits(delays))
     server = sandbox_factory(seed=1, size=20, latency_ms=30)
     response = http.get(server.url_for("/v1/brands"), timeout=10)
-    assert response.elapsed.total_seconds() >= 0.03
+    assert response.status_code == 200
+    assert delays == [0.03]
     assert "close" not in response.headers.get("Connection", "")
     assert int(response.headers["Content-Length"]) == len(response.content)
     server.latency_ms = 0
     for _ in range(5):
         http.get(server.url_for("/v1/brands"), timeout=10)
+    assert delays == [0.03]
     assert len(server._connections) == 1
 
 

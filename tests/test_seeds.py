@@ -1,15 +1,17 @@
-"""Every seed document's config runs as written: only the import line changes.
+"""Every seed configuration runs as written: the examples in `sources/support_api/examples/`.
 
-The Python block of each file in `../shared/seeds/` is executed verbatim (the `//` comment line
-of 004 dropped), with `https://api.example.com` pointed at a sandbox serving that seed's shape.
+Each example module holds one seed document's `rest_api_source` config (same resources, paths,
+selectors, paginators, auth and error handler) and reads its secrets and `base_url` from dlt's
+config; the tests run each module's `seed_source()` as a user would, with only
+`sources.support_api.base_url` (and the secrets) pointed at a sandbox serving that seed's shape.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,9 +26,8 @@ from tests.helpers import (
 )
 from tests.sandbox import Fault
 
-SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "seeds"
-PLAIN_IMPORT = "from dlt.sources.rest_api import rest_api_source"
-OUR_IMPORT = "from sources.support_api import support_api_from_config as rest_api_source"
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "sources" / "support_api" / "examples"
+EXAMPLES_PACKAGE = "sources.support_api.examples"
 
 
 NESTED_TABLES = frozenset({"tickets", "organizations"})
@@ -65,43 +66,41 @@ SEEDS = [
 ]
 
 
-def seed_document(prefix: str) -> str:
-    (path,) = SEEDS_DIR.glob(f"{prefix}_*.txt")
-    return path.read_text()
-
-
-def seed_code(prefix: str, base_url: str) -> str:
-    """The seed's Python block with the import line changed and the URL pointed at base_url."""
-    block = re.search(r"```python\n(.*?)```", seed_document(prefix), re.DOTALL)
-    assert block is not None
-    lines = [line for line in block.group(1).splitlines() if not line.strip().startswith("//")]
-    code = "\n".join(lines)
-    assert PLAIN_IMPORT in code
-    return code.replace(PLAIN_IMPORT, OUR_IMPORT).replace("https://api.example.com", base_url)
+def seed_example(prefix: str) -> ModuleType:
+    """The example module of a seed: `sources/support_api/examples/seed_<prefix>_*.py`."""
+    (path,) = EXAMPLES_DIR.glob(f"seed_{prefix}_*.py")
+    return importlib.import_module(f"{EXAMPLES_PACKAGE}.{path.stem}")
 
 
 def seed_error_handler(prefix: str) -> dict[str, Any] | None:
-    """The `error_handler` block the seed document gives, if it writes one."""
-    match = re.search(r'"error_handler":\s*(\{.*?\})', seed_document(prefix), re.DOTALL)
-    return json.loads(match.group(1)) if match else None
+    """The `error_handler` block the seed's example sets on its endpoints, if it sets one."""
+    handler: dict[str, Any] | None = getattr(seed_example(prefix), "ERROR_HANDLER", None)
+    return handler
 
 
-def build_seed_source(seed: Seed, server, monkeypatch, error_handler=None):
+def build_seed_source(seed: Seed, server, monkeypatch):
+    """The example's source as a user runs it, configured through env vars for the sandbox."""
     secrets = server.secrets
+    monkeypatch.setenv("SOURCES__SUPPORT_API__BASE_URL", server.url)
     monkeypatch.setenv("CLIENT_ID", secrets.client_id)
     monkeypatch.setenv("CLIENT_SECRET", secrets.client_secret)
     monkeypatch.setenv("API_KEY", secrets.api_key)
     monkeypatch.setenv("REFRESH_TOKEN", secrets.refresh_token)
     monkeypatch.setenv("TOKEN_REFRESH_ENDPOINT", f"{server.url}/oauth/token")
-    code = seed_code(seed.prefix, server.url)
-    if error_handler is not None:
-        # as the seed's "Error Handling" section says: the block sits in each endpoint
-        code = code.replace(
-            '"data_selector":', f'"error_handler": {json.dumps(error_handler)}, "data_selector":'
-        )
-    namespace: dict[str, Any] = {}
-    exec(compile(code, f"seed_{seed.prefix}", "exec"), namespace)  # noqa: S102 - the seed is the test input
-    return namespace["source"]
+    return seed_example(seed.prefix).seed_source()
+
+
+def test_every_seed_has_one_example_whose_endpoints_carry_its_error_handler(monkeypatch):
+    for name in ("CLIENT_ID", "CLIENT_SECRET", "API_KEY", "REFRESH_TOKEN"):
+        monkeypatch.setenv(name, "unused")
+    monkeypatch.setenv("TOKEN_REFRESH_ENDPOINT", "http://127.0.0.1:1/oauth/token")
+    for seed in SEEDS:
+        example = seed_example(seed.prefix)
+        config = example.seed_config("http://127.0.0.1:1")
+        endpoints = {r["name"]: r["endpoint"] for r in config["resources"]}
+        assert {name: e["path"] for name, e in endpoints.items()} == seed.paths, seed.prefix
+        handler = seed_error_handler(seed.prefix)
+        assert [e.get("error_handler") for e in endpoints.values()] == [handler] * len(endpoints)
 
 
 @pytest.mark.parametrize("seed", SEEDS, ids=[s.prefix for s in SEEDS])
@@ -113,7 +112,7 @@ def test_seed_config_loads_every_row_exactly_once(
     )
     pipeline = make_pipeline(tmp_path)
     for _ in range(2):
-        source = build_seed_source(seed, server, monkeypatch, seed_error_handler(seed.prefix))
+        source = build_seed_source(seed, server, monkeypatch)
         pipeline.run(source)
     for resource, table in seed.tables.items():
         assert table_ids(pipeline, resource) == sorted(server.dataset.ids(table)), resource
@@ -130,7 +129,7 @@ def test_seed_retry_behaviour(
     resource, path = next(iter(seed.paths.items()))
     server.inject(path, [Fault(status=status)])
     pipeline = make_pipeline(tmp_path)
-    source = build_seed_source(seed, server, monkeypatch, handler).with_resources(resource)
+    source = build_seed_source(seed, server, monkeypatch).with_resources(resource)
     if status in retried:
         pipeline.run(source)
         assert retry_sleeps == [2]

@@ -174,14 +174,17 @@ def test_every_row_is_read_exactly_once_at_random_spreads_latencies_and_walks(se
 
 
 def test_a_window_cut_while_its_first_request_is_in_flight_drops_the_rows_past_the_cut():
-    # Walk A reads a dense half hour fast; walk B, cut from it, waits 300 ms on its first
-    # request. Once A is done, B is cut again at the density A measured, while B's request is
-    # still out. B's range is sparse, so its first page reaches past the new cut: those rows
+    # Walk A reads a dense half hour; walk B, cut from it, waits 1 s on its first request.
+    # Once A is done, B is cut again at the density A measured, while B's request is still
+    # out. B's range is sparse, so its first page reaches past the new cut: those rows
     # belong to the new walk C, and B must drop them though it asked for them.
+    # The margins are wide for a busy machine (parallel test workers): A's ~9 pages of 50 ms
+    # end long before B's answer, and the consumer's wait for A's last answer (50 ms) stays
+    # above the 5 ms after which it cuts a walk unless it asks over 45 ms late.
     since = NOW - timedelta(hours=1)
     dense = [since + timedelta(seconds=i * 1800 // 80) for i in range(80)]
     sparse = [since + timedelta(seconds=1950 + i * 1600 // 12) for i in range(12)]
-    api = FakeApi(rows_at(dense + sparse), first_page_delays={2: 0.3})
+    api = FakeApi(rows_at(dense + sparse), delay=0.05, first_page_delays={2: 1.0})
     ids = read_all(api, {"updated_since": iso(since), "limit": PAGE}, concurrency=2)
     assert sorted(ids) == list(range(1, 93))
     starts = sorted(moment for start in walks_of(api) if (moment := parse_cursor(start)))

@@ -81,19 +81,23 @@ def _ticket_groups(size: int, latency_ms: float = 0.0) -> tuple[Group, ...]:
     )
 
 
-def build_cases(quick: bool = False) -> list[Case]:
+def build_cases(quick: bool = False, tickets: int | None = None) -> list[Case]:
     """Every case, full size or (`quick`) small enough for a smoke run.
 
     Args:
         quick: Small sizes.
+        tickets: Tickets of every case, in place of its size (a smoke test of the bench).
 
     Returns:
         The cases, in run order.
     """
-    tickets = 5_000 if quick else 50_000
     rate_limited = 4_000 if quick else 20_000
     everything = 2_000 if quick else 20_000
     memory = 50_000 if quick else 1_000_000
+    if tickets is not None:
+        rate_limited = everything = memory = tickets
+    else:
+        tickets = 5_000 if quick else 50_000
     return [
         Case(
             "tickets_50k",

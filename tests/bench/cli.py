@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="small sizes (5k tickets, 50k for the memory case) for a smoke run",
     )
+    parser.add_argument(
+        "--tickets",
+        type=int,
+        default=None,
+        help="tickets of every case, in place of its size (a smoke test of the bench itself)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="sandbox seed (default 1)")
     parser.add_argument(
         "--keep-runs",
@@ -83,12 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def select_cases(names: str, quick: bool) -> list[Case]:
+def select_cases(names: str, quick: bool, tickets: int | None = None) -> list[Case]:
     """The cases named in `--cases`, in the default order.
 
     Args:
         names: Comma-separated names.
         quick: Small sizes.
+        tickets: Tickets of every case, in place of its size.
 
     Returns:
         The cases.
@@ -100,7 +107,7 @@ def select_cases(names: str, quick: bool) -> list[Case]:
     unknown = wanted - set(CASE_NAMES)
     if unknown or not wanted:
         raise ValueError(f"unknown cases {sorted(unknown)}; choose from {', '.join(CASE_NAMES)}")
-    return [case for case in build_cases(quick) if case.name in wanted]
+    return [case for case in build_cases(quick, tickets) if case.name in wanted]
 
 
 def _version(package: str) -> str | None:
@@ -120,6 +127,7 @@ def _meta(args: argparse.Namespace, cases: Sequence[Case], runner: Runner) -> di
         "dlt": _version("dlt"),
         "duckdb": _version("duckdb"),
         "quick": args.quick,
+        "tickets": args.tickets,
         "seed": args.seed,
         "repeats": {
             case.name: {v: runner.repeats(case, v) for g in case.groups for v in g.variants}
@@ -141,11 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        cases = select_cases(args.cases, args.quick)
+        cases = select_cases(args.cases, args.quick, args.tickets)
     except ValueError as exc:
         parser.error(str(exc))
     if (args.repeat is not None and args.repeat < 1) or args.plain_repeat < 1:
         parser.error("repeats must be >= 1")
+    if args.tickets is not None and args.tickets < 1:
+        parser.error("--tickets must be >= 1")
     repeat = 1 if args.quick and args.repeat is None else args.repeat
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -192,8 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(render_table(rows))
     log("")
     log("Targets (support_api, medians):")
-    if args.quick:
-        log("  (--quick: sizes are smaller than the targets assume; indicative only)")
+    if args.quick or args.tickets is not None:
+        log("  (--quick/--tickets: sizes differ from what the targets assume; indicative only)")
     log(render_targets(targets))
     if failures:
         log("")

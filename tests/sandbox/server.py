@@ -590,7 +590,7 @@ class SandboxServer:
         httpd = _HTTPServer((self.host, self._requested_port), self)
         thread = threading.Thread(
             target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"sandbox-{httpd.server_address[1]}",
             daemon=True,
         )
