@@ -265,13 +265,7 @@ def _own_resource(
     incremental_object, incremental_param, transform = setup_incremental_object(
         params, endpoint.get("incremental")
     )
-    client = RESTClient(
-        base_url=client_config["base_url"],
-        headers=client_config.get("headers"),
-        auth=create_auth(endpoint.get("auth", client_config.get("auth"))),
-        paginator=create_paginator(client_config.get("paginator")),
-        session=client_config["session"],
-    )
+    client = _rest_client(endpoint, client_config)
     hooks = create_response_hooks(endpoint.get("response_actions"))
     path = endpoint["path"]
     selector = endpoint.get("data_selector")
@@ -359,13 +353,7 @@ def _own_resource(
     dlt_compat.record_endpoint_input(built, client, path)
     if batches is not None:
         built.add_step(_AfterIncremental(batches.finish_with_hints))
-    for step in steps:
-        if "filter" in step:
-            built.add_filter(step["filter"])
-        if "map" in step:
-            built.add_map(step["map"])
-        if "yield_map" in step:
-            built.add_yield_map(step["yield_map"])
+    _add_processing_steps(built, steps)
     return built
 
 
@@ -490,13 +478,7 @@ def _own_child_resource(
     )
     resolved_names = {param.param_name for param in resolved_params}
     base_params = {k: v for k, v in params.items() if k not in resolved_names}
-    client = RESTClient(
-        base_url=client_config["base_url"],
-        headers=client_config.get("headers"),
-        auth=create_auth(endpoint.get("auth", client_config.get("auth"))),
-        paginator=create_paginator(client_config.get("paginator")),
-        session=client_config["session"],
-    )
+    client = _rest_client(endpoint, client_config)
     hooks = create_response_hooks(endpoint.get("response_actions"))
     path = endpoint["path"]
 
@@ -561,6 +543,23 @@ def _own_child_resource(
         children, data_from=parent, **resource
     )()
     dlt_compat.record_endpoint_input(built, client, path)
+    _add_processing_steps(built, steps)
+    return built
+
+
+def _rest_client(endpoint: dict[str, Any], client_config: dict[str, Any]) -> RESTClient:
+    """The endpoint's REST client, made as dlt's rest_api makes it, on the resource's session."""
+    return RESTClient(
+        base_url=client_config["base_url"],
+        headers=client_config.get("headers"),
+        auth=create_auth(endpoint.get("auth", client_config.get("auth"))),
+        paginator=create_paginator(client_config.get("paginator")),
+        session=client_config["session"],
+    )
+
+
+def _add_processing_steps(built: DltResource, steps: list[dict[str, Any]]) -> None:
+    """Adds a resource's `processing_steps` in order, as dlt's rest_api adds them."""
     for step in steps:
         if "filter" in step:
             built.add_filter(step["filter"])
@@ -568,7 +567,6 @@ def _own_child_resource(
             built.add_map(step["map"])
         if "yield_map" in step:
             built.add_yield_map(step["yield_map"])
-    return built
 
 
 def _fresh_paginator(spec: Mapping[str, Any] | BasePaginator | None) -> BasePaginator | None:
