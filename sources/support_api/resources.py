@@ -53,7 +53,7 @@ from .http_policy import (
     body_check_hook,
     error_hook,
 )
-from .paginators import PagePrefetch
+from .paginators import CursorPaginator, LinkHeaderPaginator, NextLinkPaginator, PagePrefetch
 from .redaction import install_log_redaction, remember_auth
 from .settle import (
     Settle,
@@ -117,9 +117,16 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
         batch_graph, endpoint_map, param_map = build_resource_dependency_graph(
             copy_structure(defaults), batch
         )
-        plan = config.windows.get(name)
         settle = config.settle.get(name)
         top_level = not (parent_names or name in parent_of)
+        plan = config.windows.get(name)
+        if plan is None and top_level:
+            plan = _window_plan_of_dict(
+                cast("dict[str, Any]", endpoint_map[name]),
+                config.paginators.get(name),
+                config.concurrency,
+                arrow=auto_format and _arrow_eligible(resource, entry, defaults),
+            )
         own = True
         if parent_names:
             (parent_name,) = parent_names
@@ -137,7 +144,7 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
                 cast("dict[str, Any]", endpoint_map[name]),
                 client,
                 plan,
-                functools.partial(make_paginator, config.paginators.get(name)),
+                functools.partial(_fresh_paginator, config.paginators.get(name)),
             )
         elif auto_format and top_level and _arrow_eligible(resource, entry, defaults):
             # a parent's records stay records: its children read them
@@ -162,6 +169,52 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
         if auto_format and "file_format" not in entry:
             built[name].add_step(_BulkFormatOnFirstPage())
     return [built[name] for name in by_name]
+
+
+_WALK_ONLY_PAGINATORS: Final = (CursorPaginator, NextLinkPaginator, LinkHeaderPaginator)
+"""Paginators that can only fetch one page after another (each page names the next): time
+windows are their way to read concurrently. Offset and page-number pages are fetched ahead
+instead (`paginators.PagePrefetch`)."""
+
+
+def _window_plan_of_dict(
+    resource: dict[str, Any],
+    paginator: Mapping[str, Any] | BasePaginator | None,
+    concurrency: int,
+    *,
+    arrow: bool,
+) -> WindowPlan | None:
+    """How a top-level dict resource is read in time windows, if its shape allows.
+
+    It does when its incremental filters the updated timestamp both ways (`start_param` and
+    `end_param` in the query), on a top-level cursor compared with `max` and sent as it is (no
+    `convert`), and its pages come through a paginator that walks one page after another.
+    The catalogue says the same of its endpoints (`catalogue.window_plans`).
+    """
+    endpoint = resource["endpoint"]
+    incremental = endpoint.get("incremental")
+    if concurrency <= 1 or not isinstance(incremental, Mapping):
+        return None
+    cursor = incremental.get("cursor_path")
+    since, before = incremental.get("start_param"), incremental.get("end_param")
+    if (
+        not isinstance(cursor, str)
+        or not cursor.isidentifier()
+        or not isinstance(since, str)
+        or not isinstance(before, str)
+        or incremental.get("convert") is not None
+        or incremental.get("last_value_func", max) is not max
+        or str(endpoint.get("method", "GET")).upper() != "GET"
+        or not isinstance(make_paginator(paginator), _WALK_ONLY_PAGINATORS)
+    ):
+        return None
+    return WindowPlan(
+        cursor_field=cursor,
+        since_param=since,
+        before_param=before,
+        concurrency=concurrency,
+        arrow=arrow,
+    )
 
 
 _ROW_HASH_STRATEGIES: Final = frozenset({"scd2", "upsert", "insert-only", "cdc"})
