@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from email.utils import formatdate
 from types import SimpleNamespace
 from typing import cast
 
@@ -217,6 +218,20 @@ def test_pacer_honours_retry_after_on_429_and_caps_it():
     pacer.observe(response(429, headers={"Retry-After": "10000"}))
     pacer.acquire()
     assert sleeps == [7, 60]
+
+
+def test_pacer_reads_retry_after_as_an_http_date_or_decimal_seconds(monkeypatch):
+    # an HTTP date is read against http_policy's clock for dates (urllib3's, `time.time`)
+    now = 1_700_000_000.0
+    monkeypatch.setattr("urllib3.util.retry.time.time", lambda: now)
+    pacer, _, sleeps = pacer_with_clock()
+    pacer.observe(response(429, headers={"Retry-After": formatdate(now + 12, usegmt=True)}))
+    pacer.acquire()
+    pacer.observe(response(429, headers={"Retry-After": "1.5"}))
+    pacer.acquire()
+    pacer.observe(response(429, headers={"Retry-After": "soon"}))  # unreadable: no wait
+    pacer.acquire()
+    assert sleeps == [12, 1.5]
 
 
 def test_pacer_reads_an_epoch_reset(monkeypatch):

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from dlt.common import json, jsonpath
@@ -30,6 +30,8 @@ from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from requests import PreparedRequest, Request, RequestException, Response, Session
 from requests.adapters import HTTPAdapter
 from requests.exceptions import TooManyRedirects
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
 
 from .errors import (
     ConfigError,
@@ -319,7 +321,7 @@ class RateLimitPacer:
         headers = response.headers
         retry_after = None
         if response.status_code == 429:  # noqa: PLR2004 - Too Many Requests
-            retry_after = _seconds(headers.get("Retry-After"))
+            retry_after = retry_after_seconds(headers.get("Retry-After"))
         remaining = _seconds(headers.get("X-RateLimit-Remaining"))
         reset = _seconds(headers.get("X-RateLimit-Reset"))
         with self._changed:
@@ -346,6 +348,31 @@ class RateLimitPacer:
                     if remaining < self._remaining:
                         self._remaining, self._seen_at = remaining, now
             self._changed.notify_all()
+
+
+_RETRY_AFTER_PARSER: Final = Retry()
+"""urllib3's parser of `Retry-After` (seconds or an HTTP date), the one dlt's own borrows."""
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a `Retry-After` header asks to wait: a number (decimals too) or an HTTP date.
+
+    Args:
+        value: The header's value, if any.
+
+    Returns:
+        The seconds (0 for a date already past), or None for no or an unreadable header.
+    """
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return float(_RETRY_AFTER_PARSER.parse_retry_after(value))
+    except InvalidHeader:
+        return None
 
 
 def _seconds(value: str | None) -> float | None:
