@@ -35,7 +35,7 @@ from .errors import ConfigError
 from .http_policy import RetryPolicy
 from .origins import OriginPolicy
 from .paginators import PAGINATOR_TYPES
-from .redaction import is_sensitive_header
+from .redaction import is_sensitive_header, mask
 from .settings import DEFAULT_CONCURRENCY, DEFAULT_SETTLE_SECONDS, MAX_SETTLE_SECONDS
 from .settle import Settle
 from .windows import WindowPlan
@@ -211,19 +211,6 @@ def _settle_of(
             epoch_numbers=explicit,
         )
     }
-
-
-def mask(value: Any) -> str:
-    """Masks a secret for a message: the first and last character of long values only.
-
-    Args:
-        value: The secret.
-
-    Returns:
-        A masked representation.
-    """
-    text = str(value)
-    return "*****" if len(text) < 8 else f"{text[0]}*****{text[-1]}"  # noqa: PLR2004 - short secrets are fully masked
 
 
 def copy_structure(value: Any, *, masked: bool = False) -> Any:

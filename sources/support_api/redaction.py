@@ -171,6 +171,19 @@ REDACTOR: Final = Redactor()
 """The process-wide redactor."""
 
 
+def mask(value: Any) -> str:
+    """Masks a secret of a config for a message: the first and last character of long values.
+
+    Args:
+        value: The secret.
+
+    Returns:
+        A masked representation.
+    """
+    text = str(value)
+    return "*****" if len(text) < 8 else f"{text[0]}*****{text[-1]}"  # noqa: PLR2004 - short secrets are fully masked
+
+
 def install_log_redaction() -> None:
     """Attaches `REDACTOR` to the loggers that print request lines or token bodies. Idempotent.
 
