@@ -16,6 +16,11 @@ Both grants share one token lifecycle (`OAuth2TokenAuthBase`):
   other 4xx (`invalid_grant`, `invalid_client`, ...) fails at once with an `AuthenticationError`
   saying what to do.
 
+This module holds the auth classes: settings, the token cache and its lock, the 401 re-send and
+the grants' advice. Its helpers each have one role: `token_client.py` makes the token request
+(with the data requests' retry loop, `http_policy.retrying`), `token_store.py` keeps rotated
+refresh tokens, and `redaction.py` masks every secret.
+
 The refresh-token grant (`OAuth2RefreshTokenAuth`) also handles rotation: many providers issue
 single-use refresh tokens, so every refresh returns a new refresh token and revokes the old
 one. The new token is written to a `TokenStore` *before* the new access token is used, and the
@@ -52,7 +57,7 @@ import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Annotated, Any, ClassVar, Literal, Optional, Self
-from urllib.parse import parse_qsl, quote_plus, urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import dlt
 from dlt.common.configuration.const import TYPE_EXAMPLES
@@ -64,26 +69,23 @@ from dlt.common.configuration.specs.base_configuration import (
     is_secret_hint,
 )
 from dlt.common.typing import TSecretStrValue
-from dlt.sources.helpers.requests.retry import wait_exponential_retry_after
 from dlt.sources.helpers.rest_client.auth import AuthConfigBase
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from dlt.version import __version__ as dlt_version
 from oauthlib.oauth2 import (
     BackendApplicationClient,
-    InsecureTransportError,
-    OAuth2Error,
     WebApplicationClient,
 )
 from requests import PreparedRequest, Response
-from requests import exceptions as requests_errors
 from requests.adapters import BaseAdapter
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from .errors import AuthenticationError, ConfigError, truncate_body
+from .http_policy import RetryPolicy
 from .origins import is_loopback_host
 from .redaction import MASK, REDACTOR, chain_safely, install_log_redaction
+from .token_client import TokenEndpoint, parse_token_body
 from .token_store import (
     FileTokenStore,
     LockableTokenStore,
@@ -117,13 +119,6 @@ _ENV_PREFIX = "SOURCES__SUPPORT_API__CREDENTIALS__"
 _FINGERPRINT_LENGTH = 16
 _REAUTH_MARK = "_support_api_reauthenticated"
 """Attribute set on a request re-sent after a 401, so it is never re-authenticated twice."""
-_RETRYABLE_CONNECTION_ERRORS = (
-    requests_errors.ConnectionError,
-    requests_errors.Timeout,
-    requests_errors.ChunkedEncodingError,
-)
-
-
 # --- the token lifecycle ----------------------------------------------------------------------
 
 
@@ -140,25 +135,12 @@ class _IssuedToken:
         return f"_IssuedToken(access_token='***', expires_at={self.expires_at!r})"
 
 
-class _TokenEndpointUnavailable(requests_errors.HTTPError):
-    """A 429 or 5xx from the token endpoint: retried. Carries the response for `Retry-After`."""
-
-
 def _bearer_token_of(request: PreparedRequest) -> str | None:
     header = request.headers.get("Authorization")
     prefix = "bearer "
     if isinstance(header, str) and header[: len(prefix)].lower() == prefix:
         return header[len(prefix) :]
     return None
-
-
-def _parse_token_body(response: Response) -> Mapping[str, Any]:
-    """Reads a token endpoint's JSON (or legacy form-encoded) body; empty when unreadable."""
-    try:
-        body = response.json()
-    except ValueError:
-        return dict(parse_qsl(response.text))
-    return body if isinstance(body, Mapping) else {}
 
 
 @configspec
@@ -229,6 +211,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
         self._guard: threading.Lock = self.lock
         self._token: _IssuedToken | None = None
         self._token_session: Any = None
+        self._endpoint: TokenEndpoint | None = None
         self._started = threading.Event()
 
     # -- requests / dlt entry points -------------------------------------------------------------
@@ -298,7 +281,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
         """
         session = self._get_token_session()
         install_log_redaction()
-        token, issued_at = self._request_token_with_retries(session)
+        token, issued_at = self._token_endpoint().request(lambda: self.request_token(session))
         self.persist_token(token)
         self.install_token(token, issued_at)
 
@@ -399,7 +382,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
         session = OAuth2Session(client=self.build_oauth_client(), scope=scope)
         session.headers["User-Agent"] = f"dlt/{dlt_version} support_api"
         session.headers["Accept"] = "application/json"
-        session.hooks["response"].append(self._inspect_token_response)
+        session.hooks["response"].append(self._token_endpoint().inspect)
         if self.token_transport is not None:
             session.mount("https://", self.token_transport)
             session.mount("http://", self.token_transport)
@@ -414,7 +397,7 @@ class OAuth2TokenAuthBase(AuthConfigBase):
         Returns:
             The error to raise, saying what to do.
         """
-        body = _parse_token_body(response)
+        body = parse_token_body(response)
         code = body.get("error") if isinstance(body.get("error"), str) else None
         description = body.get("error_description")
         detail = f"HTTP {response.status_code}"
@@ -564,124 +547,28 @@ class OAuth2TokenAuthBase(AuthConfigBase):
             return {"auth": HTTPBasicAuth(*self._basic_credentials())}
         return {"client_id": self.client_id, "client_secret": self.client_secret}
 
+    def _token_endpoint(self) -> TokenEndpoint:
+        """The token endpoint's client, made on first use from the resolved settings."""
+        if self._endpoint is None:
+            self._endpoint = TokenEndpoint(
+                url=self.token_url,
+                grant_type=self.grant_type,
+                policy=RetryPolicy(
+                    max_retries=self.token_request_max_retries,
+                    backoff_factor=self.token_request_backoff_factor,
+                    max_retry_delay=self.max_retry_delay,
+                    timeout=self.token_request_timeout,
+                ),
+                clock=self.clock,
+                refusal=self.token_error,
+                settings_key=CREDENTIALS_SECTION,
+            )
+        return self._endpoint
+
     def _get_token_session(self) -> OAuth2Session:
         if self._token_session is None:
             self._token_session = self.build_token_session()
         return self._token_session
-
-    def _inspect_token_response(self, response: Response, *_args: Any, **_kwargs: Any) -> Response:
-        """Token session response hook: learn new secrets, then classify the status."""
-        body = _parse_token_body(response)
-        REDACTOR.remember(
-            *(body.get(key) for key in ("access_token", "refresh_token", "id_token")),
-        )
-        status = response.status_code
-        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-            response.close()
-            raise _TokenEndpointUnavailable(
-                f"The token endpoint {sanitize_url(response.url)} answered HTTP {status}.",
-                response=response,
-            )
-        if status >= HTTPStatus.BAD_REQUEST:
-            response.close()
-            raise self.token_error(response)
-        return response
-
-    def _request_token_with_retries(
-        self, session: OAuth2Session
-    ) -> tuple[Mapping[str, Any], float]:
-        retrying = Retrying(
-            retry=retry_if_exception_type(
-                (_TokenEndpointUnavailable, *_RETRYABLE_CONNECTION_ERRORS)
-            ),
-            wait=wait_exponential_retry_after(
-                multiplier=self.token_request_backoff_factor, max=self.max_retry_delay
-            ),
-            stop=stop_after_attempt(self.token_request_max_retries + 1),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        url = sanitize_url(self.token_url)
-        attempts = self.token_request_max_retries + 1
-        failure: AuthenticationError | None = None
-        try:
-            for attempt in retrying:
-                with attempt:
-                    issued_at = self.clock()
-                    outcome = self._call_grant(session)
-        except _TokenEndpointUnavailable as exc:
-            status = exc.response.status_code if exc.response is not None else "?"
-            failure = AuthenticationError(
-                f"The token endpoint {url} answered HTTP {status} to {attempts} attempts in a"
-                f" row ({self.grant_type} grant). It is probably down: the next run will try"
-                " again."
-            )
-            chain_safely(failure, exc)
-        except _RETRYABLE_CONNECTION_ERRORS as exc:
-            failure = AuthenticationError(
-                f"Could not reach the token endpoint {url} in {attempts} attempts"
-                f" ({type(exc).__name__}). Check the network and `{CREDENTIALS_SECTION}.token_url`."
-            )
-            chain_safely(failure, exc)
-        if failure is not None:
-            raise failure
-        if isinstance(outcome, AuthenticationError):
-            raise outcome
-        return outcome, issued_at
-
-    def _call_grant(self, session: OAuth2Session) -> Mapping[str, Any] | AuthenticationError:
-        """Runs `request_token`; returns oauthlib's refusals as typed errors, to raise.
-
-        The errors are returned rather than raised so the caller raises them outside this
-        `except` block, without oauthlib's exception (which may quote the body) as context.
-        """
-        url = sanitize_url(self.token_url)
-        try:
-            return self.request_token(session)
-        except requests_errors.RequestException:
-            raise  # retried or reported by the caller
-        except InsecureTransportError:
-            return AuthenticationError(
-                f"`token_url` {url} is not https and OAUTHLIB_INSECURE_TRANSPORT is not set."
-            )
-        except OAuth2Error as exc:  # a 2xx answer that is not a token
-            description = REDACTOR.redact(truncate_body(str(exc.description or "")))
-            return AuthenticationError(
-                f"The token endpoint {url} answered the {self.grant_type} request with"
-                f" something that is not a token ({exc.error}: {description})."
-            )
-        except Warning as scope_change:  # oauthlib raises a Warning when the scope differs
-            granted = getattr(scope_change, "token", None)
-            if not isinstance(granted, Mapping):
-                raise
-            logger.warning(
-                "The token endpoint granted scope %r instead of the requested %r.",
-                getattr(scope_change, "new_scope", None),
-                getattr(scope_change, "old_scope", None),
-            )
-            return granted
-        except ValueError as exc:  # oauthlib: "expires_in must be an int"
-            return AuthenticationError(
-                f"The token endpoint {url} answered with an unreadable token"
-                f" ({REDACTOR.redact(str(exc))})."
-            )
-
-    def _log_retry(self, retry_state: RetryCallState) -> None:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, requests_errors.HTTPError) and exc.response is not None:
-            reason = f"HTTP {exc.response.status_code}"
-        else:
-            reason = type(exc).__name__
-        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
-        logger.warning(
-            "Token request to %s failed (%s); retry %d of %d in %.1f s.",
-            sanitize_url(self.token_url),
-            reason,
-            retry_state.attempt_number,
-            self.token_request_max_retries,
-            wait,
-        )
 
     def _refresh_after_rejection(self, rejected: str | None) -> str:
         """Refreshes after a 401, unless another thread already replaced the rejected token."""

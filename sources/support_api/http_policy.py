@@ -26,10 +26,13 @@ from urllib.parse import urlsplit
 
 from dlt.common import json, jsonpath
 from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.requests.retry import wait_exponential_retry_after
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from requests import PreparedRequest, Request, RequestException, Response, Session
+from requests import exceptions as requests_errors
 from requests.adapters import HTTPAdapter
 from requests.exceptions import TooManyRedirects
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
@@ -138,6 +141,45 @@ class RetryPolicy:
             max_retry_delay=numbers["max_retry_delay"],
             timeout=numbers["timeout"],
         )
+
+
+CONNECTION_ERRORS: Final = (
+    requests_errors.ConnectionError,
+    requests_errors.Timeout,
+    requests_errors.ChunkedEncodingError,
+)
+"""Failures to reach a server that retrying may cure: the ones dlt's `Client` retries."""
+
+
+def retrying(
+    policy: RetryPolicy,
+    retry_on: tuple[type[BaseException], ...],
+    before_sleep: Callable[[RetryCallState], None] | None = None,
+) -> Retrying:
+    """The retry loop of a policy, as dlt's `Client` runs it for data requests.
+
+    For calls that do not go through a data session (the token endpoint's): the same
+    exponential backoff (`backoff_factor * 2 ** (retry - 1)` seconds) honouring `Retry-After`
+    up to `max_retry_delay` (dlt's `wait_exponential_retry_after`), the same number of
+    attempts, and the error of the last attempt raised as it is.
+
+    Args:
+        policy: The retry rules.
+        retry_on: Exceptions that are retried (everything else is raised at once).
+        before_sleep: Called before each wait (to log it).
+
+    Returns:
+        A tenacity `Retrying` to iterate over.
+    """
+    return Retrying(
+        retry=retry_if_exception_type(retry_on),
+        wait=wait_exponential_retry_after(
+            multiplier=policy.backoff_factor, max=policy.max_retry_delay
+        ),
+        stop=stop_after_attempt(policy.max_retries + 1),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
 
 
 @dataclass
