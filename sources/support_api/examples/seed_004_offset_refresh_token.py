@@ -23,10 +23,7 @@ from typing import Any
 import dlt
 from dlt.extract import DltSource
 
-from .. import support_api_from_config
-
-PLACEHOLDER_BASE_URL = "https://api.example.com"
-"""The seed's API root, used when `sources.support_api.base_url` is not configured."""
+from . import run_seed, seed_source_of
 
 ERROR_HANDLER: dict[str, Any] = {
     "retry_on_status_codes": [429, 500, 502, 503, 504],
@@ -107,10 +104,8 @@ def seed_source() -> DltSource:
     Returns:
         The dlt source.
     """
-    base_url = dlt.config.get("sources.support_api.base_url", str) or PLACEHOLDER_BASE_URL
-    return support_api_from_config(seed_config(base_url))
+    return seed_source_of(seed_config)
 
 
 if __name__ == "__main__":
-    pipeline = dlt.pipeline("support_api_seed_004", destination="duckdb", dataset_name="seed_004")
-    print(pipeline.run(seed_source()))
+    run_seed("004", seed_config)
