@@ -25,6 +25,7 @@ class Seen:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    body: str = ""
 
 
 Route = Callable[["Host", str, dict[str, list[str]]], tuple[int, dict[str, str], bytes]]
@@ -60,7 +61,7 @@ class Host:
                 body = self.rfile.read(length).decode()
                 parts = urlsplit(self.path)
                 host.seen.append(
-                    Seen("POST", parts.path, parse_qs(body), dict(self.headers.items()))
+                    Seen("POST", parts.path, parse_qs(body), dict(self.headers.items()), body)
                 )
                 status, headers, payload = host.route(host, parts.path, parse_qs(body))
                 self._send(status, headers, payload)

@@ -39,7 +39,6 @@ from .resources import build_resources
 from .settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_LOOKBACK_SECONDS,
-    DEFAULT_PAGE_SIZE,
     DEFAULT_SETTLE_SECONDS,
     DEFAULT_START_DATE,
 )
@@ -57,7 +56,7 @@ def support_api(
     resources: Sequence[str] | None = None,
     start_date: str | None = DEFAULT_START_DATE,
     end_date: str | None = None,
-    page_size: int = DEFAULT_PAGE_SIZE,
+    page_size: int | None = None,
     lookback_seconds: int = DEFAULT_LOOKBACK_SECONDS,
     error_handler: dict[str, Any] | None = None,
     endpoints: dict[str, Any] | None = None,
@@ -79,7 +78,9 @@ def support_api(
         start_date: Earliest updated timestamp loaded on a first run.
         end_date: Exclusive upper bound of the updated timestamp (backfill windows; nothing is
             remembered in state when set).
-        page_size: Rows per page.
+        page_size: Rows per page, sent by every paginator that can send one (100 when not
+            set). Set, it is an error for a paginator that could send it only with a
+            `limit_param` it was not given (next-link and header paginators).
         lookback_seconds: Seconds subtracted from the last loaded timestamp before asking the
             server for newer rows; rows seen again are merged, not duplicated.
         error_handler: Default retry rules for every endpoint: `retry_on_status_codes`,

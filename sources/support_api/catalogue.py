@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import pendulum
 from dlt.common.time import ensure_pendulum_datetime
@@ -23,6 +23,7 @@ from .http_policy import RetryPolicy
 from .settings import (
     CATALOGUE,
     CATALOGUE_BY_NAME,
+    DEFAULT_PAGE_SIZE,
     DEFAULT_SETTLE_SECONDS,
     DELETED_COLUMN,
     MAX_CONCURRENCY,
@@ -121,6 +122,8 @@ def _checked_override(key: str, value: Any, key_path: str) -> Any:
         raise ConfigError(key_path, "unknown key.", OVERRIDABLE)
     if key in ("paginator", "error_handler"):
         return value
+    if key in _REQUEST_KNOBS:
+        return _checked_request_knob(key, value, key_path)
     if key == SETTLE_KEY:
         return check_settle_seconds(value, key_path)
     if key in _NULLABLE_PARAMS and value in ("", None):
@@ -130,6 +133,39 @@ def _checked_override(key: str, value: Any, key_path: str) -> Any:
     if key == "on_delete" and value not in ON_DELETE_CHOICES:
         raise ConfigError(key_path, f"unknown value `{value}`.", ON_DELETE_CHOICES)
     return value
+
+
+_REQUEST_KNOBS: Final = frozenset({"params", "headers", "method", "json", "response_actions"})
+"""Overrides that shape the request (and its response handling) as in a rest_api endpoint."""
+
+_METHODS: Final = ("GET", "POST")
+
+
+def _checked_request_knob(key: str, value: Any, key_path: str) -> Any:
+    """Checks a request override's type; dlt checks the values again with the endpoint."""
+    if key == "method":
+        if not isinstance(value, str) or value.upper() not in _METHODS:
+            raise ConfigError(key_path, f"expected GET or POST, got `{value!r}`.", _METHODS)
+        return value.upper()
+    if key == "response_actions":
+        if not isinstance(value, list) or not all(isinstance(a, Mapping) for a in value):
+            raise ConfigError(
+                key_path,
+                'expected a list of tables such as `{status_code = 404, action = "ignore"}`,'
+                f" got `{value!r}`.",
+            )
+        return [dict(action) for action in value]
+    if not isinstance(value, Mapping):
+        raise ConfigError(key_path, f"expected a table, got `{type(value).__name__}`.")
+    if key == "headers" and not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(key_path, "expected header values as strings.")
+    if key == "params":
+        for name, item in value.items():
+            if not isinstance(item, str | int | float | bool) or isinstance(item, bool):
+                raise ConfigError(
+                    f"{key_path}.{name}", f"expected a string or a number, got `{item!r}`."
+                )
+    return dict(value)
 
 
 def _selected_names(names: Any) -> list[str]:
@@ -253,7 +289,7 @@ def catalogue_config(
     names: Sequence[str] | None,
     start_date: str | None,
     end_date: str | None,
-    page_size: int,
+    page_size: int | None,
     lookback_seconds: int,
     overrides: Mapping[str, Any] | None,
     allow_external_schedulers: bool = False,
@@ -267,7 +303,7 @@ def catalogue_config(
         names: Resources to load, or None for all.
         start_date: Earliest cursor value to load (first run).
         end_date: Exclusive upper bound of the cursor, for backfill windows.
-        page_size: Rows per page.
+        page_size: Rows per page; None takes `DEFAULT_PAGE_SIZE` where a paginator sends one.
         lookback_seconds: Seconds subtracted from the last cursor value on incremental runs.
         overrides: Per-endpoint overrides from `endpoints`.
         allow_external_schedulers: Take the window from an external scheduler (Airflow,
@@ -278,7 +314,12 @@ def catalogue_config(
     Returns:
         A config accepted by `support_api_from_config`.
     """
-    _check_int(page_size, "page_size", 1, MAX_PAGE_SIZE)
+    size = (
+        DEFAULT_PAGE_SIZE
+        if page_size is None
+        else _check_int(page_size, "page_size", 1, MAX_PAGE_SIZE)
+    )
+    size_key = None if page_size is None else "page_size"
     check_settle_seconds(settle_seconds, SETTLE_KEY)
     _check_int(lookback_seconds, "lookback_seconds", 0)
     start = _check_timestamp(start_date, "start_date")
@@ -288,7 +329,7 @@ def catalogue_config(
     resources = []
     for spec, error_handler in select_specs(names, overrides):
         key_path = f"endpoints.{spec.name}"
-        paginator = validate_paginator(spec.paginator, f"{key_path}.paginator", page_size)
+        paginator = validate_paginator(spec.paginator, f"{key_path}.paginator", size, size_key)
         if error_handler is not None:
             RetryPolicy.from_config(error_handler, f"{key_path}.error_handler")
         incremental: dict[str, Any] = {
@@ -326,6 +367,9 @@ def catalogue_config(
             "paginator": paginator,
             "incremental": incremental,
         }
+        for knob in _REQUEST_KNOBS:
+            if (value := getattr(spec, knob)) is not None:
+                endpoint[knob] = value
         if error_handler is not None:
             endpoint["error_handler"] = error_handler
         columns = {

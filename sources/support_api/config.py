@@ -299,14 +299,18 @@ def _validate_base_url(value: Any) -> str:
 
 
 def validate_paginator(
-    value: Any, key_path: str, page_size: int | None = None
+    value: Any, key_path: str, page_size: int | None = None, page_size_key: str | None = None
 ) -> Mapping[str, Any] | BasePaginator | None:
     """Checks a paginator config: its type, its keys and their combination.
 
     Args:
         value: A paginator type name, a config dict, a paginator instance or None.
         key_path: Where it sits in the config.
-        page_size: Page size to use when the config sets none (catalogue resources).
+        page_size: Page size to use when the config sets none (catalogue resources), where
+            the paginator can send one.
+        page_size_key: Where `page_size` was set by the user, when it was: a paginator that
+            could send it given a parameter name but has none is then an error, not a page
+            size silently ignored.
 
     Returns:
         The config as a dict (or the instance / None unchanged).
@@ -337,10 +341,7 @@ def validate_paginator(
                 f"{key_path}.{key}", f"not a setting of the `{kind}` paginator.", accepted
             )
     if page_size is not None:
-        if "limit" in accepted and "limit" not in block:
-            block["limit"] = page_size
-        elif "page_size" in accepted and "page_size" not in block:
-            block["page_size"] = page_size
+        _fill_page_size(block, params, key_path, page_size, page_size_key)
     for key in ("limit", "page_size"):
         if key in block and (
             not isinstance(block[key], int) or isinstance(block[key], bool) or block[key] <= 0
@@ -357,6 +358,35 @@ def validate_paginator(
             key_path, f"the `{kind}` paginator refused these settings: {ex}"
         ) from None
     return block
+
+
+def _fill_page_size(
+    block: dict[str, Any],
+    params: Mapping[str, inspect.Parameter],
+    key_path: str,
+    page_size: int,
+    page_size_key: str | None,
+) -> None:
+    """Sets the source's page size in a paginator block that sets none, where it can be sent.
+
+    A paginator whose size parameter has no default name (the link paginators) sends it only
+    with a `limit_param`; when the user set the page size and there is none, that is an error
+    naming what would work, not a page size silently ignored.
+    """
+    kind = block["type"]
+    if "limit" in params and "limit" not in block:
+        if params["limit_param"].default or block.get("limit_param"):
+            block["limit"] = page_size
+        elif page_size_key is not None:
+            raise ConfigError(
+                f"{key_path}.limit_param",
+                f"`{page_size_key}` = {page_size} cannot be sent by the `{kind}` paginator"
+                " without the name of the query parameter the API reads the page size from:"
+                f" set `limit_param` (e.g. `page_size`, `per_page`), or leave `{page_size_key}`"
+                " unset.",
+            )
+    elif "page_size" in params and "page_size" not in block:
+        block["page_size"] = page_size
 
 
 def make_paginator(config: Mapping[str, Any] | BasePaginator | None) -> BasePaginator | None:

@@ -427,26 +427,100 @@ class PageNumberSizePaginator(PageNumberPaginator):
         self.prefetch.follow(self, request)
 
 
+def _page_size_settings(
+    limit: int | None, limit_param: str | None
+) -> tuple[int | None, str | None]:
+    """Checks that a page size comes with the parameter that sends it.
+
+    Raises:
+        ValueError: For a `limit` without a `limit_param`: it would be silently ignored.
+    """
+    if limit is not None and not limit_param:
+        msg = (
+            "`limit` needs `limit_param`, the query parameter the API reads the page size from"
+            " (e.g. `page_size`, `per_page`): without it the page size is never sent."
+        )
+        raise ValueError(msg)
+    return limit, limit_param
+
+
+def _ask_page_size(request: Request, limit: int | None, limit_param: str | None) -> None:
+    """Puts the page size on a walk's first request (`?limit_param=limit`), when both are set.
+
+    Link paginators follow the URL the API gives for the next page, which carries the page
+    size the first request asked for; cursor-in-header paginators keep the query parameters.
+    """
+    if limit is not None and limit_param:
+        request.params = {**(request.params or {}), limit_param: limit}
+
+
 class NextLinkPaginator(_NoRepeats, JSONLinkPaginator):
     """Next-page URL in the JSON body (`next_url_path`); raises when a link repeats.
 
-    Sample response (`next_url_path="next"`)::
+    Sample response (`next_url_path="next"`, `limit=1000`, `limit_param="page_size"`)::
 
         {"data": [{"id": 1}, ...], "next": "https://api.example.com/v1/tickets?page_token=x"}
+
+    The first request is `?page_size=1000`; the next ones are the links as given.
     """
 
     reference_kind = "next link"
+
+    def __init__(
+        self,
+        next_url_path: jsonpath.TJsonPath = "next",
+        *,
+        limit: int | None = None,
+        limit_param: str | None = None,
+    ) -> None:
+        """Configures where the link is and, optionally, the page size to ask for.
+
+        Args:
+            next_url_path: JSON path of the next page's URL in the response.
+            limit: Page size to ask for on the first request.
+            limit_param: Query parameter the API reads the page size from (`page_size`).
+        """
+        super().__init__(next_url_path=next_url_path)
+        self.limit, self.limit_param = _page_size_settings(limit, limit_param)
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk: forgets the links followed and asks for the page size."""
+        super().init_request(request)
+        _ask_page_size(request, self.limit, self.limit_param)
 
 
 class LinkHeaderPaginator(_NoRepeats, HeaderLinkPaginator):
     """Next-page URL in the `Link` header (`<url>; rel="next"`); raises when a link repeats.
 
-    Sample response headers::
+    Sample response headers (`limit=1000`, `limit_param="per_page"`: first request
+    `?per_page=1000`)::
 
-        Link: <https://api.example.com/v1/tickets?page=3>; rel="next"
+        Link: <https://api.example.com/v1/tickets?page=3&per_page=1000>; rel="next"
     """
 
     reference_kind = "next link"
+
+    def __init__(
+        self,
+        links_next_key: str = "next",
+        *,
+        limit: int | None = None,
+        limit_param: str | None = None,
+    ) -> None:
+        """Configures the link relation and, optionally, the page size to ask for.
+
+        Args:
+            links_next_key: The `rel` of the next page's link.
+            limit: Page size to ask for on the first request.
+            limit_param: Query parameter the API reads the page size from (`per_page`).
+        """
+        super().__init__(links_next_key=links_next_key)
+        self.limit, self.limit_param = _page_size_settings(limit, limit_param)
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk: forgets the links followed and asks for the page size."""
+        super().init_request(request)
+        _ask_page_size(request, self.limit, self.limit_param)
 
 
 class HeaderCursorLoopPaginator(_NoRepeats, HeaderCursorPaginator):
@@ -456,6 +530,30 @@ class HeaderCursorLoopPaginator(_NoRepeats, HeaderCursorPaginator):
 
         next: MTAw
     """
+
+    def __init__(
+        self,
+        cursor_key: str = "next",
+        cursor_param: str = "cursor",
+        *,
+        limit: int | None = None,
+        limit_param: str | None = None,
+    ) -> None:
+        """Configures the cursor and, optionally, the page size to ask for.
+
+        Args:
+            cursor_key: Response header holding the next cursor.
+            cursor_param: Query parameter that carries the cursor.
+            limit: Page size to ask for, on every request (the query is kept).
+            limit_param: Query parameter the API reads the page size from.
+        """
+        super().__init__(cursor_key=cursor_key, cursor_param=cursor_param)
+        self.limit, self.limit_param = _page_size_settings(limit, limit_param)
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk: forgets the cursors followed and asks for the page size."""
+        super().init_request(request)
+        _ask_page_size(request, self.limit, self.limit_param)
 
 
 PAGINATOR_TYPES: dict[str, type[BasePaginator]] = {

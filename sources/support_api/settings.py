@@ -126,6 +126,11 @@ class EndpointSpec:
             `hard_delete` removes them from the destination (needs `merge`).
         settle_seconds: This resource's settle margin; None takes the source's
             `settle_seconds`.
+        params: Static query parameters sent with every request (e.g. `{"include": "users"}`).
+        headers: Request headers of this endpoint.
+        method: `GET`, or `POST` for search endpoints that take `json`.
+        json: JSON body of a `POST` (dlt's placeholders, e.g. `{incremental.start_value}`).
+        response_actions: dlt's response actions (e.g. ignore a 404).
     """
 
     name: str
@@ -142,6 +147,11 @@ class EndpointSpec:
     deleted_value: str | None = None
     on_delete: str = DEFAULT_ON_DELETE
     settle_seconds: int | None = None
+    params: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] | None = None
+    method: str | None = None
+    json: Mapping[str, Any] | None = None
+    response_actions: list[Mapping[str, Any]] | None = None
 
 
 CATALOGUE: Final[tuple[EndpointSpec, ...]] = (
