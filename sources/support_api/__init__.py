@@ -189,6 +189,32 @@ def support_api_from_config(
     return source(normalized)
 
 
+def support_api_resources(
+    config: Mapping[str, Any], parallelized: bool = False, file_format: str | None = "auto"
+) -> list[DltResource]:
+    """Creates the resources of a rest_api-style dict, as dlt's `rest_api_resources` does.
+
+    The resources of `support_api_from_config`, without a source around them: to combine
+    with other resources in a `@dlt.source` of your own.
+
+    Args:
+        config: The config dict (`client`, `resources`, `resource_defaults`).
+        parallelized: Extract resources that set no `parallelized` in parallel threads
+            (off by default, as `rest_api_resources` leaves them).
+        file_format: As in `support_api`.
+
+    Returns:
+        The resources, in the order they were configured.
+
+    Raises:
+        ConfigError: Naming the key path of the first problem, with secrets masked.
+    """
+    normalized = normalize_config(config)
+    normalized.parallelized = parallelized
+    normalized.file_format = file_format
+    return build_resources(normalized)
+
+
 __all__ = [
     "AuthenticationError",
     "ConfigError",
@@ -200,4 +226,5 @@ __all__ = [
     "SupportAPIError",
     "support_api",
     "support_api_from_config",
+    "support_api_resources",
 ]
