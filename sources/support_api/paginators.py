@@ -107,6 +107,8 @@ class PagePrefetch:
         """URL fetched ahead by page value (None: the session had it on its way already)."""
         self._ahead = min(depth, FIRST_PREFETCH_PAGES)
         self._pages = 0
+        self.end: int | None = None
+        """The first page value past the total the API reported (None: no total known)."""
 
     @property
     def ahead(self) -> int:
@@ -119,6 +121,24 @@ class PagePrefetch:
         self.armed = False
         self._ahead = min(self.depth, FIRST_PREFETCH_PAGES)
         self._pages = 0
+        self.end = None
+
+    def see_total(self, walk: RangePaginator, response: Response) -> None:
+        """Remembers where the total in `response` (`walk.total_path`) ends the walk.
+
+        dlt's paginator reads the total to stop, but keeps it to itself; pages at or past
+        `total + base_index` are then never fetched ahead.
+
+        Args:
+            walk: The offset or page-number paginator.
+            response: The page it just read.
+        """
+        if walk.total_path is None:
+            return
+        values = jsonpath.find_values(walk.total_path, response.json())
+        total = values[0] if values else None
+        if isinstance(total, int | str) and str(total).strip().lstrip("-").isdigit():
+            self.end = int(total) + walk.base_index
 
     def follow(self, walk: RangePaginator, request: Request) -> None:
         """Called once `walk` has pointed `request` at its next page.
@@ -148,6 +168,8 @@ class PagePrefetch:
         for i in range(self._ahead):
             value = walk.current_value + i * walk.value_step
             if walk.maximum_value is not None and value >= walk.maximum_value:
+                break
+            if self.end is not None and value >= self.end:
                 break
             if value in self._scheduled:
                 # on its way since an earlier page: preparing the request again (auth, URL,
@@ -330,6 +352,7 @@ class OffsetLimitPaginator(OffsetPaginator):
         """
         self._received += len(data or [])
         super().update_state(response, data)
+        self.prefetch.see_total(self, response)
         full_page = data is not None and len(data) >= self.limit
         if self.total_path is not None:
             values = jsonpath.find_values(self.total_path, response.json())
@@ -417,6 +440,7 @@ class PageNumberSizePaginator(PageNumberPaginator):
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         """Advances the page and stops on an empty or short page."""
         super().update_state(response, data)
+        self.prefetch.see_total(self, response)
         if self.page_size is not None and data is not None and len(data) < self.page_size:
             self._has_next_page = False
         self.prefetch.armed = self._has_next_page
