@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Self, cast
 from urllib.parse import urlsplit
 
 from dlt.common import json, jsonpath
@@ -138,8 +138,23 @@ class RetryPolicy:
         )
 
 
+class _SharedRuntime:
+    """A runtime object shared by every copy of the config that reaches it (not copied).
+
+    dlt deep-copies an endpoint's paginator for each parent record of a dependent resource,
+    and a paginator fetching ahead holds the session; pools, locks and `threading.local`
+    cannot be copied (`cannot pickle '_thread._local' object`), and a copy would not share
+    the rate-limit budget or the connections anyway. `copy.deepcopy` returns the object.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """Returns this object: it is shared, not copied."""
+        del memo
+        return self
+
+
 @dataclass
-class SessionPool:
+class SessionPool(_SharedRuntime):
     """One retrying `requests` session per distinct policy, shared by the resources using it.
 
     Connections are pooled per policy (keep-alive across pages and resources) in the policy's
@@ -200,7 +215,7 @@ class SessionPool:
         return cast("Session", PacedSession(client, adapter, self._prefetch_pool, resource_name))
 
 
-class RateLimitPacer:
+class RateLimitPacer(_SharedRuntime):
     """Spaces requests so they stay under the API's rate limit instead of bouncing off 429s.
 
     Every response (retried attempts included) reports its `X-RateLimit-Remaining` and
@@ -361,7 +376,7 @@ def _seconds(value: str | None) -> float | None:
     return number
 
 
-class PacedAdapter(HTTPAdapter):
+class PacedAdapter(_SharedRuntime, HTTPAdapter):
     """The transport of one policy's sessions: every attempt waits on the rate-limit pacer.
 
     Mounted below dlt's retries, so a retried attempt (and a redirect) waits for budget as a
@@ -419,7 +434,7 @@ class PacedAdapter(HTTPAdapter):
         raise failure
 
 
-class PacedSession:
+class PacedSession(_SharedRuntime):
     """What dlt's `RESTClient` gets as its session.
 
     Forwards to the calling thread's retrying session of a dlt `Client` (a `requests.Session`
