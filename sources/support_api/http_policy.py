@@ -720,6 +720,17 @@ def _check_required_fields(
                 )
 
 
+def _reason(response: Response) -> str:
+    """The response's reason phrase, decoded as `requests` decodes it for its errors."""
+    reason: Any = response.reason
+    if isinstance(reason, bytes):
+        try:
+            return reason.decode("utf-8")
+        except UnicodeDecodeError:
+            return reason.decode("iso-8859-1")
+    return str(reason)
+
+
 def error_hook(resource_name: str, policy: RetryPolicy) -> Callable[..., None]:
     """Builds a response hook that turns error statuses into `HTTPStatusError`.
 
@@ -745,14 +756,17 @@ def error_hook(resource_name: str, policy: RetryPolicy) -> Callable[..., None]:
             outcome = f"still failing after {policy.max_retries} retries"
         else:
             outcome = "not retried"
+        # the status line in requests' own words (`raise_for_status`), as plain dlt raises it
+        kind = "Client Error" if status < 500 else "Server Error"  # noqa: PLR2004 - HTTP classes
         message = (
-            f"Resource `{resource_name}`: {method} {url} returned {status} {response.reason}"
-            f" ({outcome})."
+            f"Resource `{resource_name}`: {status} {kind}: {_reason(response)} for url: {url}"
+            f" ({method}, {outcome})."
         )
         if hint := _STATUS_HINTS.get(status):
             message += f" {hint}"
         if response.text:
-            message += f" Response starts: {truncate_body(response.text)!r}"
+            body = REDACTOR.redact(truncate_body(response.text))
+            message += f" Response starts: {body!r}"
         raise HTTPStatusError(message, status_code=status, url=url, response=response)
 
     return raise_for_status
