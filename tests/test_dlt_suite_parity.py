@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sources.support_api import support_api_from_config
+import pytest
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.exceptions import DictValidationException
+from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
+from dlt.sources.rest_api.config_setup import PAGINATOR_MAP, register_paginator
+from requests import HTTPError
+
+from sources.support_api import ConfigError, HTTPStatusError, support_api_from_config
 from tests.fake_api import Host, json_page, loopback_hosts
-from tests.helpers import make_pipeline, table_ids
+from tests.helpers import find_cause, make_pipeline, table_ids
 
 hosts = loopback_hosts
 
@@ -76,3 +84,72 @@ def test_paginated_child_of_an_incremental_parent_in_parallel(hosts, tmp_path):
     pipeline = make_pipeline(tmp_path)
     pipeline.run(source.with_resources("comments"))
     assert table_ids(pipeline, "comments") == [110, 111, 120, 121, 210, 211, 220, 221]
+
+
+def _config(**client: Any) -> dict[str, Any]:
+    return {"client": {"base_url": "https://api.example.com", **client}, "resources": ["posts"]}
+
+
+@pytest.mark.parametrize(
+    ("config", "dlt_words"),
+    [
+        ({"client": {"base_url": ""}}, "missing required fields `{'resources'}`"),
+        ({"resources": []}, "missing required fields `{'client'}`"),
+        (_config(invalid_key="x"), "Path `./client`: received unexpected fields `{'invalid_key'}`"),
+        (_config(paginator="invalid_paginator"), "field `paginator` expects the following types: "),
+    ],
+)
+def test_config_errors_are_dlt_validation_errors_in_dlt_words(config, dlt_words):
+    with pytest.raises(DictValidationException) as error:
+        support_api_from_config(config)
+    assert isinstance(error.value, ConfigError)
+    assert dlt_words in str(error.value)
+
+
+def test_auth_error_quotes_dlt_with_every_secret_masked():
+    auth = {"type": "bearer", "location": "header", "token": "sensitive-secret"}
+    with pytest.raises(DictValidationException) as error:
+        support_api_from_config(_config(auth=auth))
+    assert "sensitive-secret" not in str(error.value)
+    assert "`{'type': 'bearer', 'location': 'header', 'token': 's*****t'}`" in str(error.value)
+
+
+def test_missing_credential_is_dlts_exception_naming_the_source_section(monkeypatch):
+    monkeypatch.delenv("CREDENTIALS__API_KEY", raising=False)
+    with pytest.raises(ConfigFieldMissingException) as error:
+        support_api_from_config(_config(auth="api_key"), name="invalid_config")
+    assert "SOURCES__SUPPORT_API__INVALID_CONFIG__CREDENTIALS__API_KEY" in str(error.value)
+
+
+def test_credential_is_read_from_the_source_section(monkeypatch):
+    monkeypatch.setenv("SOURCES__SUPPORT_API__MY_API__CREDENTIALS__API_KEY", "key-from-env")
+    source = support_api_from_config(_config(auth={"type": "api_key"}), name="my_api")
+    assert source.resources["posts"] is not None
+
+
+def test_paginator_registered_with_dlt_is_accepted():
+    class Custom(JSONLinkPaginator):
+        def __init__(self) -> None:
+            super().__init__(next_url_path="next")
+
+    register_paginator("parity_custom", Custom)
+    try:
+        source = support_api_from_config(_config(paginator={"type": "parity_custom"}))
+    finally:
+        del PAGINATOR_MAP["parity_custom"]
+    assert "posts" in source.resources
+
+
+def _not_found(host: Host, path: str, query: dict[str, list[str]]):
+    del host, path, query
+    return 404, {}, b'{"error": "no such post"}'
+
+
+def test_status_error_reads_as_requests_words_it(hosts, tmp_path):
+    host = hosts("127.0.0.1", _not_found)
+    source = support_api_from_config({"client": {"base_url": host.origin}, "resources": ["posts"]})
+    with pytest.raises(PipelineStepFailed) as failure:
+        make_pipeline(tmp_path).run(source)
+    error = find_cause(failure.value, HTTPStatusError)
+    assert isinstance(error, HTTPError)
+    assert f"404 Client Error: Not Found for url: {host.origin}/posts" in str(error)

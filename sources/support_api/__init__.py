@@ -25,7 +25,7 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth
 
 from .auth import OAuth2ClientCredentialsAuth, OAuth2RefreshTokenAuth
 from .catalogue import catalogue_config, window_plans
-from .config import NormalizedConfig, normalize_config
+from .config import normalize_config
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -133,8 +133,18 @@ def support_api(
 
 
 @dlt.source(name="support_api", section="support_api")
-def _configured_source(normalized: NormalizedConfig) -> list[DltResource]:
-    """Wraps already-validated resources in a dlt source."""
+def _configured_source(
+    config: Any, parallelized: bool = True, file_format: str | None = "auto"
+) -> list[DltResource]:
+    """The source of a rest_api-style dict (see `support_api_from_config`).
+
+    The config is validated here, inside the source's config section, as plain dlt's
+    `rest_api` does: credentials an auth block leaves out are looked up under
+    `sources.<section>.<name>.credentials` (or reported missing with those keys).
+    """
+    normalized = normalize_config(config)
+    normalized.parallelized = parallelized
+    normalized.file_format = file_format
     return build_resources(normalized)
 
 
@@ -174,9 +184,6 @@ def support_api_from_config(
     Raises:
         ConfigError: Naming the key path of the first problem, with secrets masked.
     """
-    normalized = normalize_config(config)
-    normalized.parallelized = parallelized
-    normalized.file_format = file_format
     options: dict[str, Any] = {
         "name": name,
         "section": section,
@@ -186,7 +193,7 @@ def support_api_from_config(
         "schema_contract": schema_contract,
     }
     source = _configured_source.clone(**{k: v for k, v in options.items() if v is not None})
-    return source(normalized)
+    return source(config, parallelized=parallelized, file_format=file_format)
 
 
 def support_api_resources(

@@ -24,6 +24,7 @@ from dlt.sources.helpers.rest_client.paginators import (
     SinglePagePaginator,
 )
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
+from dlt.sources.rest_api.config_setup import PAGINATOR_MAP
 from requests import Request, Response
 
 from .errors import PaginationError
@@ -495,3 +496,23 @@ PAGINATOR_TYPES: dict[str, type[BasePaginator]] = {
 """Paginator `type` names accepted in configs, mapped to the class that implements each.
 
 `auto` is also accepted and left to dlt's detection."""
+
+
+def paginator_class(kind: str) -> type[BasePaginator] | None:
+    """The class of a paginator `type` name: ours, or one registered with dlt.
+
+    A name given to dlt's `register_paginator` (`dlt.sources.rest_api.config_setup`) is
+    accepted as plain dlt accepts it, and built with the registered class.
+
+    Args:
+        kind: The `type` of a paginator config.
+
+    Returns:
+        The class, or None for an unknown name.
+    """
+    return PAGINATOR_TYPES.get(kind) or PAGINATOR_MAP.get(kind)
+
+
+def paginator_types() -> list[str]:
+    """Every accepted paginator `type` name: ours and those registered with dlt."""
+    return sorted({*PAGINATOR_TYPES, *PAGINATOR_MAP})
