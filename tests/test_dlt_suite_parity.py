@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import dlt
 import pytest
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.exceptions import DictValidationException
@@ -153,3 +154,22 @@ def test_status_error_reads_as_requests_words_it(hosts, tmp_path):
     error = find_cause(failure.value, HTTPStatusError)
     assert isinstance(error, HTTPError)
     assert f"404 Client Error: Not Found for url: {host.origin}/posts" in str(error)
+
+
+def test_resources_come_parents_first_as_dlt_orders_them():
+    @dlt.resource(selected=False)
+    def repositories():
+        yield [{"name": "dlt"}]
+
+    source = support_api_from_config(
+        {
+            "client": {"base_url": "https://api.example.com"},
+            "resources": [
+                {"name": "issues", "endpoint": {"path": "{resources.repositories.name}/issues"}},
+                "users",
+                repositories(),
+            ],
+        }
+    )
+    assert list(source.resources) == ["repositories", "users", "issues"]  # as dlt orders them
+    assert list(source.selected_resources) == ["users", "issues"]

@@ -211,7 +211,7 @@ def support_api_resources(
         file_format: As in `support_api`.
 
     Returns:
-        The resources, in the order they were configured.
+        The resources, parents before their children (as `rest_api_resources` orders them).
 
     Raises:
         ConfigError: Naming the key path of the first problem, with secrets masked.

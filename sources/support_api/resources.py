@@ -72,7 +72,7 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
         config: The validated config.
 
     Returns:
-        The resources, in the order they were configured.
+        The resources, parents before their children, otherwise in the configured order.
     """
     pool = SessionPool(origins=config.origins)
     for auth in config.auths():
@@ -144,7 +144,9 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
             built[name].parallelize()
         if auto_format and "file_format" not in entry:
             built[name].add_step(_BulkFormatOnFirstPage())
-    return [built[name] for name in by_name]
+    # parents before their children, as dlt's `rest_api_resources` returns them (dlt's
+    # dependency graph keeps the configured order among resources that depend on none)
+    return list(built.values())
 
 
 _ROW_HASH_STRATEGIES: Final = frozenset({"scd2", "upsert", "insert-only", "cdc"})
