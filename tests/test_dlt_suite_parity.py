@@ -11,9 +11,10 @@ from dlt.common.exceptions import DictValidationException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
 from dlt.sources.rest_api.config_setup import PAGINATOR_MAP, register_paginator
-from requests import HTTPError
+from requests import HTTPError, Session
 
 from sources.support_api import ConfigError, HTTPStatusError, support_api_from_config
+from sources.support_api.http_policy import PacedAdapter
 from tests.fake_api import Host, json_page, loopback_hosts
 from tests.helpers import find_cause, make_pipeline, table_ids
 
@@ -173,3 +174,31 @@ def test_resources_come_parents_first_as_dlt_orders_them():
     )
     assert list(source.resources) == ["repositories", "users", "issues"]  # as dlt orders them
     assert list(source.selected_resources) == ["users", "issues"]
+
+
+def _one_page(host: Host, path: str, query: dict[str, list[str]]):
+    del host, path, query
+    return json_page([{"id": 1}, {"id": 2}])
+
+
+def test_session_given_in_client_is_used_with_pacing_mounted(hosts, tmp_path):
+    host = hosts("127.0.0.1", _one_page)
+    sent: list[str] = []
+
+    class CountingSession(Session):
+        def send(self, request, **kwargs):
+            sent.append(request.url)
+            return super().send(request, **kwargs)
+
+    session = CountingSession()
+    source = support_api_from_config(
+        {
+            "client": {"base_url": host.origin, "session": session},
+            "resources": [{"name": "posts", "endpoint": {"path": "posts", "paginator": None}}],
+        }
+    )
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(source)
+    assert table_ids(pipeline, "posts") == [1, 2]
+    assert sent == [f"{host.origin}/posts"]
+    assert isinstance(session.get_adapter(host.origin), PacedAdapter)

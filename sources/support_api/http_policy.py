@@ -206,13 +206,50 @@ class SessionPool(_SharedRuntime):
                     retry_condition=retry_malformed_body,
                 )
                 self._clients[policy] = client
-            adapter = self._adapters.get(policy)
-            if adapter is None:
-                adapter = PacedAdapter(
-                    RateLimitPacer(), origins=self.origins, pool_maxsize=self.max_connections
-                )
-                self._adapters[policy] = adapter
+            adapter = self._adapter_for(policy)
         return cast("Session", PacedSession(client, adapter, self._prefetch_pool, resource_name))
+
+    def _adapter_for(self, policy: RetryPolicy) -> PacedAdapter:
+        """The policy's paced transport (made on first use; call with the lock held)."""
+        adapter = self._adapters.get(policy)
+        if adapter is None:
+            adapter = PacedAdapter(
+                RateLimitPacer(), origins=self.origins, pool_maxsize=self.max_connections
+            )
+            self._adapters[policy] = adapter
+        return adapter
+
+    def pace_user_session(self, session: Session, policy: RetryPolicy) -> None:
+        """Sends a user's own session (`client.session`) through the policy's paced transport.
+
+        The session is used as given (its class, `send`, headers, hooks), as plain dlt uses
+        it; only where it has requests' default transport for `https://` or `http://` is the
+        policy's mounted instead, so the rate-limit pacing and the check of where
+        credentials may go still apply. A transport the user mounted is left alone. dlt's
+        retries come with dlt's own sessions: a session of the user's retries only as it
+        was built to.
+
+        Args:
+            session: The user's session.
+            policy: The retry policy of the resource using it.
+        """
+        with self._lock:
+            adapter = self._adapter_for(policy)
+        mounted = False
+        for prefix in ("https://", "http://"):
+            current = session.adapters.get(prefix)
+            if current is adapter:
+                mounted = True
+            elif type(current) is HTTPAdapter:
+                session.mount(prefix, adapter)
+                mounted = True
+        origins = self.origins
+        if mounted and origins is not None:
+            # as on the package's own sessions: `Authorization` survives a redirect to an
+            # allowed host only
+            session.should_strip_auth = (  # type: ignore[method-assign]
+                lambda old, new: not origins.keeps_credentials(old, new)
+            )
 
 
 class RateLimitPacer(_SharedRuntime):

@@ -101,10 +101,15 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
         # arguments, so the built resource is parallelized instead (as the source-level flag does)
         parallel = not parent_names and resource.pop("parallelized", config.parallelized)
         policy = config.policies[name]
-        session = pool.session_for(policy, name)
+        session = config.client.get("session")
+        if session is not None:
+            # the user's session is used, as plain dlt uses it (with our pacing mounted)
+            pool.pace_user_session(session, policy)
+        else:
+            session = pool.session_for(policy, name)
         prefetch = getattr(resource["endpoint"].get("paginator"), "prefetch", None)
-        if isinstance(prefetch, PagePrefetch):
-            prefetch.session = cast("PacedSession", session)
+        if isinstance(prefetch, PagePrefetch) and isinstance(session, PacedSession):
+            prefetch.session = session
         client = {**config.client, "session": session}
         batch: list[Any] = [built[p] for p in parent_names]
         batch.append(resource)
