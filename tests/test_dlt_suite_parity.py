@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dlt
@@ -202,3 +203,37 @@ def test_session_given_in_client_is_used_with_pacing_mounted(hosts, tmp_path):
     assert table_ids(pipeline, "posts") == [1, 2]
     assert sent == [f"{host.origin}/posts"]
     assert isinstance(session.get_adapter(host.origin), PacedAdapter)
+
+
+def _users(host: Host, path: str, query: dict[str, list[str]]):
+    del host
+    page = int(query.get("page", ["1"])[0])
+    if path == "/users":
+        rows = [{"id": page * 10 + i} for i in range(2)] if page <= 2 else []
+        return json_page(rows, total_pages=2)
+    return 200, {}, json.dumps({"id": int(path.split("/")[2]), "page": page}).encode()
+
+
+def test_endpoint_without_a_paginator_pages_with_the_clients(hosts, tmp_path):
+    # `"paginator": None` on the endpoint means the client's, as in dlt; a single-entity
+    # child (`users/{id}`) reads one page, as dlt's single-page paginator does
+    host = hosts("127.0.0.1", _users)
+    paginator = {"type": "page_number", "total_path": "total_pages", "prefetch": 0}
+    source = support_api_from_config(
+        {
+            "client": {"base_url": host.origin, "paginator": paginator},
+            "resources": [
+                {"name": "users", "endpoint": {"path": "users", "paginator": None}},
+                {"name": "user", "endpoint": {"path": "users/{resources.users.id}"}},
+            ],
+        }
+    )
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(source)
+    assert table_ids(pipeline, "users") == [10, 11, 20, 21]
+    assert table_ids(pipeline, "user") == [10, 11, 20, 21]
+    assert sorted((seen.path, seen.query.get("page")) for seen in host.seen) == [
+        ("/users", ["1"]),
+        ("/users", ["2"]),
+        *((f"/users/{i}", None) for i in (10, 11, 20, 21)),
+    ]

@@ -79,6 +79,8 @@ class NormalizedConfig:
         paginators: Paginator config per resource name (None: dlt's detection).
         policies: Retry policy per resource name.
         client_paginator: The client-level paginator config, used where a resource sets none.
+        uses_client_paginator: Resources whose endpoint and defaults set no paginator (or
+            None, or `auto`): dlt pages them with the client's, or as a single entity.
         file_format: Load file format hint for resources that set none: `auto` picks a bulk
             format (parquet, else jsonl) when the active pipeline's destination would
             otherwise insert row by row; None leaves it to `pipeline.run(loader_file_format=)`.
@@ -97,6 +99,7 @@ class NormalizedConfig:
     paginators: dict[str, Mapping[str, Any] | BasePaginator | None] = field(default_factory=dict)
     policies: dict[str, RetryPolicy] = field(default_factory=dict)
     client_paginator: Mapping[str, Any] | BasePaginator | None = None
+    uses_client_paginator: set[str] = field(default_factory=set)
     file_format: str | None = "auto"
     parallelized: bool = True
     windows: dict[str, WindowPlan] = field(default_factory=dict)
@@ -611,14 +614,10 @@ def normalize_config(
             if "error_handler" in endpoint
             else policy
         )
+        own = default_paginator if has_default_paginator else None
         if "paginator" in endpoint:
-            result.paginators[name] = validate_paginator(
-                endpoint.pop("paginator"), f"{key_path}.endpoint.paginator"
-            )
-        elif has_default_paginator:
-            result.paginators[name] = default_paginator
-        else:
-            result.paginators[name] = client_paginator
+            own = validate_paginator(endpoint.pop("paginator"), f"{key_path}.endpoint.paginator")
+        _set_paginator(result, name, own)
         if "auth" in endpoint:
             endpoint["auth"] = normalize_auth(endpoint["auth"], f"{key_path}.endpoint.auth")
         seconds, explicit = _take_settle(endpoint, f"{key_path}.endpoint", default_settle)
@@ -636,6 +635,22 @@ def normalize_config(
         client_path,
     )
     return result
+
+
+def _set_paginator(
+    result: NormalizedConfig, name: str, own: Mapping[str, Any] | BasePaginator | None
+) -> None:
+    """Records a resource's paginator: its own (endpoint or defaults), else the client's.
+
+    Without one of its own (none, None or `auto`) a resource is paged as dlt pages it: with a
+    copy of the client's paginator, or by dlt's detection, and a single-entity path
+    (`users/{id}`) with dlt's single-page paginator.
+    """
+    if own is None:
+        result.paginators[name] = result.client_paginator
+        result.uses_client_paginator.add(name)
+    else:
+        result.paginators[name] = own
 
 
 def top_level_cursor(resource: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:

@@ -27,6 +27,7 @@ from dlt.extract.incremental import Incremental
 from dlt.extract.items_transform import FilterItem, LimitItem, MapItem, YieldMapItem
 from dlt.extract.utils import ensure_table_schema_columns
 from dlt.sources.helpers.rest_client.client import RESTClient
+from dlt.sources.helpers.rest_client.detector import single_entity_path
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import (
@@ -107,10 +108,16 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
             pool.pace_user_session(session, policy)
         else:
             session = pool.session_for(policy, name)
-        prefetch = getattr(resource["endpoint"].get("paginator"), "prefetch", None)
-        if isinstance(prefetch, PagePrefetch) and isinstance(session, PacedSession):
-            prefetch.session = session
         client = {**config.client, "session": session}
+        # the client's paginator, as dlt's RESTClient gets it: a resource that sets none
+        # pages with a copy of it (an instance the user made is handed on as it is)
+        client_paginator = make_paginator(config.client_paginator)
+        if client_paginator is not None:
+            client["paginator"] = client_paginator
+        for paginator in (resource["endpoint"].get("paginator"), client_paginator):
+            prefetch = getattr(paginator, "prefetch", None)
+            if isinstance(prefetch, PagePrefetch) and isinstance(session, PacedSession):
+                prefetch.session = session
         batch: list[Any] = [built[p] for p in parent_names]
         batch.append(resource)
         batch_graph, endpoint_map, param_map = build_resource_dependency_graph(
@@ -774,7 +781,11 @@ def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> d
     resource = copy_structure(resource)
     endpoint = resource["endpoint"]
     paginator = make_paginator(config.paginators.get(name))
-    if paginator is not None:
+    if name in config.uses_client_paginator:
+        # left to dlt, as plain dlt leaves it: the client's paginator, or a single page
+        if single_entity_path(endpoint["path"]):
+            paginator = SinglePagePaginator()
+    elif paginator is not None:
         endpoint["paginator"] = paginator
     defaults_endpoint = config.resource_defaults.get("endpoint") or {}
     actions = endpoint.get("response_actions", defaults_endpoint.get("response_actions")) or []
