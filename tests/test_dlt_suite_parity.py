@@ -237,3 +237,26 @@ def test_endpoint_without_a_paginator_pages_with_the_clients(hosts, tmp_path):
         ("/users", ["2"]),
         *((f"/users/{i}", None) for i in (10, 11, 20, 21)),
     ]
+
+
+def _echo_not_found(host: Host, path: str, query: dict[str, list[str]]):
+    del host, path
+    return 404, {}, json.dumps({"error": f"no post for key {query['api_key'][0]}"}).encode()
+
+
+def test_status_error_masks_secret_query_values_the_body_echoes(hosts, tmp_path):
+    # plain dlt quotes no body; this source quotes its start, with every secret masked
+    host = hosts("127.0.0.1", _echo_not_found)
+    params = {"api_key": "secret_api_key_xyz", "normal_param": "public_value"}
+    source = support_api_from_config(
+        {
+            "client": {"base_url": host.origin},
+            "resources": [{"name": "posts", "endpoint": {"path": "posts", "params": params}}],
+        }
+    )
+    with pytest.raises(PipelineStepFailed) as failure:
+        make_pipeline(tmp_path).run(source)
+    assert "secret_api_key_xyz" not in str(failure.value)
+    assert "api_key=***" in str(failure.value)
+    assert "normal_param=public_value" in str(failure.value)
+    assert "no post for key" in str(failure.value)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Self, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from dlt.common import json, jsonpath
 from dlt.sources.helpers.requests import Client
@@ -802,6 +802,9 @@ def error_hook(resource_name: str, policy: RetryPolicy) -> Callable[..., None]:
         if hint := _STATUS_HINTS.get(status):
             message += f" {hint}"
         if response.text:
+            # an API may echo what it was sent: the secret query values of this request too
+            query = parse_qsl(urlsplit(response.url).query)
+            REDACTOR.remember(*(value for key, value in query if REDACTOR.is_secret_param(key)))
             body = REDACTOR.redact(truncate_body(response.text))
             message += f" Response starts: {body!r}"
         raise HTTPStatusError(message, status_code=status, url=url, response=response)
