@@ -8,7 +8,8 @@ Before any test module is imported, `dlt.sources.rest_api.rest_api_source`,
 `rest_api_resources` and `rest_api` are swapped for wrappers around the support_api package,
 so every `from dlt.sources.rest_api import rest_api_source` in dlt's tests (and in dlt's own
 pipeline template) gets ours. The tests that reach the internet are skipped: there is no
-network here, and dlt's suite marks none of them.
+network here, and dlt's suite marks none of them. The few that fail on purpose (listed in
+`sources/support_api/README.md`) are marked as expected failures, strictly.
 """
 
 from __future__ import annotations
@@ -43,6 +44,22 @@ NEEDS_NETWORK = {
     ),
 }
 """Tests (node ids without parameters) that need the internet, with what they reach."""
+
+DELIBERATE = {
+    "tests/sources/rest_api/configurations/test_configuration.py::test_invalid_configurations["
+    "SOURCES__REST_API__INVALID_CONFIG__CREDENTIALS__API_KEY-ConfigFieldMissingException-"
+    f"invalid_config{case}]": (
+        "the source's config section is `support_api` (dlt: `rest_api`), so the missing"
+        " key is SOURCES__SUPPORT_API__INVALID_CONFIG__CREDENTIALS__API_KEY"
+    )
+    for case in (2, 3, 4)
+} | {
+    "tests/sources/rest_api/integration/test_offline.py::test_secret_redaction_in_http_errors": (
+        "status errors quote the start of the body (secrets masked); dlt quotes none"
+    ),
+}
+"""Tests that fail on purpose (see "Differences from plain dlt" in sources/support_api/README.md):
+expected to fail (strict: one that passes is reported, so the list stays true)."""
 
 
 def rest_api_source(
@@ -106,8 +123,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skips the tests that reach the internet."""
+    """Skips the tests that reach the internet; expects the deliberate differences to fail."""
+    plain = os.environ.get(PLAIN_ENV) == "1"
     for item in items:
         reason = NEEDS_NETWORK.get(item.nodeid.split("[", 1)[0])
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=f"needs the internet: {reason}"))
+        difference = DELIBERATE.get(item.nodeid)
+        if difference is not None and not plain:
+            item.add_marker(pytest.mark.xfail(reason=f"deliberate: {difference}", strict=True))
