@@ -33,7 +33,9 @@ OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("extracted", type=Path, help="folder holding dlt's tests/")
-    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temp one)")
+    parser.add_argument(
+        "--workdir", type=Path, help="scratch folder, kept (default: a temp one, removed after)"
+    )
     parser.add_argument("--plain", action="store_true", help="run against plain dlt (baseline)")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     return parser.parse_args(argv)
@@ -66,7 +68,16 @@ def counts(output: str) -> dict[str, int]:
 def main(argv: list[str]) -> int:
     args = _arguments(argv)
     extracted = args.extracted.resolve()
+    scratch = args.workdir is None
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="dlt_suite_"))).resolve()
+    try:
+        return _run(args, extracted, workdir)
+    finally:
+        if scratch:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, extracted: Path, workdir: Path) -> int:
     _prepare(extracted, workdir)
     env = dict(os.environ)
     # our plugin and the package as `dlt init` lays it out (`support_api`); the project root
