@@ -76,6 +76,26 @@ def compat(session: nox.Session, dlt_minor: str) -> None:
     session.run("pytest", "-n", "auto", "-p", "no:cacheprovider", *COMPAT_TESTS, *session.posargs)
 
 
+DLT_SUITE_DEPS = ("pytest<8", "pytest-mock", "requests-mock", "pytest-timeout")
+"""What dlt's own test suite needs besides dlt (its pytest settings ask for pytest 7)."""
+
+
+@nox.session(python=PYTHON, default=False)
+def dlt_suite(session: nox.Session) -> None:
+    """Run dlt's rest_api tests against support_api_from_config: `-- /path/to/extracted`.
+
+    The folder holds dlt's `tests` (and `pyproject.toml`), as in the dlt repository; more
+    arguments after another `--` go to pytest. Needs no network (the tests that do are
+    skipped); not run in CI, which has no copy of dlt's tests.
+    """
+    if not session.posargs:
+        session.error("usage: nox -s dlt_suite -- /path/to/extracted [-- PYTEST_ARGS]")
+    _install(session)
+    session.install(*DLT_SUITE_DEPS)
+    session.run("python", "-c", "import dlt; print('dlt', dlt.__version__)")
+    session.run("python", "tests/dlt_suite/run.py", *session.posargs)
+
+
 @nox.session(python=PYTHON, default=False)
 def record(session: nox.Session) -> None:
     """Re-record every VCR cassette against a fresh sandbox."""

@@ -25,7 +25,7 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth
 
 from .auth import OAuth2ClientCredentialsAuth, OAuth2RefreshTokenAuth
 from .catalogue import catalogue_config, window_plans
-from .config import NormalizedConfig, normalize_config
+from .config import normalize_config
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -135,8 +135,18 @@ def support_api(
 
 
 @dlt.source(name="support_api", section="support_api")
-def _configured_source(normalized: NormalizedConfig) -> list[DltResource]:
-    """Wraps already-validated resources in a dlt source."""
+def _configured_source(
+    config: Any, parallelized: bool = True, file_format: str | None = "auto"
+) -> list[DltResource]:
+    """The source of a rest_api-style dict (see `support_api_from_config`).
+
+    The config is validated here, inside the source's config section, as plain dlt's
+    `rest_api` does: credentials an auth block leaves out are looked up under
+    `sources.<section>.<name>.credentials` (or reported missing with those keys).
+    """
+    normalized = normalize_config(config)
+    normalized.parallelized = parallelized
+    normalized.file_format = file_format
     return build_resources(normalized)
 
 
@@ -176,9 +186,6 @@ def support_api_from_config(
     Raises:
         ConfigError: Naming the key path of the first problem, with secrets masked.
     """
-    normalized = normalize_config(config)
-    normalized.parallelized = parallelized
-    normalized.file_format = file_format
     options: dict[str, Any] = {
         "name": name,
         "section": section,
@@ -188,7 +195,33 @@ def support_api_from_config(
         "schema_contract": schema_contract,
     }
     source = _configured_source.clone(**{k: v for k, v in options.items() if v is not None})
-    return source(normalized)
+    return source(config, parallelized=parallelized, file_format=file_format)
+
+
+def support_api_resources(
+    config: Mapping[str, Any], parallelized: bool = False, file_format: str | None = "auto"
+) -> list[DltResource]:
+    """Creates the resources of a rest_api-style dict, as dlt's `rest_api_resources` does.
+
+    The resources of `support_api_from_config`, without a source around them: to combine
+    with other resources in a `@dlt.source` of your own.
+
+    Args:
+        config: The config dict (`client`, `resources`, `resource_defaults`).
+        parallelized: Extract resources that set no `parallelized` in parallel threads
+            (off by default, as `rest_api_resources` leaves them).
+        file_format: As in `support_api`.
+
+    Returns:
+        The resources, parents before their children (as `rest_api_resources` orders them).
+
+    Raises:
+        ConfigError: Naming the key path of the first problem, with secrets masked.
+    """
+    normalized = normalize_config(config)
+    normalized.parallelized = parallelized
+    normalized.file_format = file_format
+    return build_resources(normalized)
 
 
 __all__ = [
@@ -202,4 +235,5 @@ __all__ = [
     "SupportAPIError",
     "support_api",
     "support_api_from_config",
+    "support_api_resources",
 ]

@@ -18,7 +18,10 @@ from typing import Any, Final, get_type_hints
 from urllib.parse import urlsplit
 
 from dlt.common import jsonpath
-from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigurationException,
+)
 from dlt.common.configuration.specs.base_configuration import is_hint_not_resolvable
 from dlt.common.exceptions import DictValidationException
 from dlt.common.validation import validate_dict
@@ -26,7 +29,12 @@ from dlt.extract import DltResource
 from dlt.sources.helpers.rest_client.auth import AuthConfigBase
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.rest_api.config_setup import AUTH_MAP, create_auth
-from dlt.sources.rest_api.typing import ClientConfig, EndpointResource, EndpointResourceBase
+from dlt.sources.rest_api.typing import (
+    ClientConfig,
+    Endpoint,
+    EndpointResource,
+    EndpointResourceBase,
+)
 from jsonpath_ng import JSONPath
 from requests.auth import AuthBase
 
@@ -34,7 +42,7 @@ from .auth import OAuth2ClientCredentialsAuth, OAuth2RefreshTokenAuth
 from .errors import ConfigError
 from .http_policy import RetryPolicy
 from .origins import OriginPolicy
-from .paginators import PAGINATOR_TYPES
+from .paginators import paginator_class, paginator_types
 from .redaction import is_sensitive_header, mask
 from .settings import DEFAULT_CONCURRENCY, DEFAULT_SETTLE_SECONDS, MAX_SETTLE_SECONDS
 from .settle import Settle
@@ -71,6 +79,8 @@ class NormalizedConfig:
         paginators: Paginator config per resource name (None: dlt's detection).
         policies: Retry policy per resource name.
         client_paginator: The client-level paginator config, used where a resource sets none.
+        uses_client_paginator: Resources whose endpoint and defaults set no paginator (or
+            None, or `auto`): dlt pages them with the client's, or as a single entity.
         file_format: Load file format hint for resources that set none: `auto` picks a bulk
             format (parquet, else jsonl) when the active pipeline's destination would
             otherwise insert row by row; None leaves it to `pipeline.run(loader_file_format=)`.
@@ -90,6 +100,7 @@ class NormalizedConfig:
     paginators: dict[str, Mapping[str, Any] | BasePaginator | None] = field(default_factory=dict)
     policies: dict[str, RetryPolicy] = field(default_factory=dict)
     client_paginator: Mapping[str, Any] | BasePaginator | None = None
+    uses_client_paginator: set[str] = field(default_factory=set)
     file_format: str | None = "auto"
     parallelized: bool = True
     windows: dict[str, WindowPlan] = field(default_factory=dict)
@@ -249,12 +260,12 @@ def _require_mapping(value: Any, key_path: str) -> Mapping[str, Any]:
 def _dlt_validate(spec: Any, value: Mapping[str, Any], key_path: str) -> None:
     """Validates with dlt's TypedDict validator and reports the innermost failing key."""
     try:
-        validate_dict(spec, copy_structure(value, masked=True), path=key_path)
+        validate_dict(spec, copy_structure(value, masked=True), path=_dlt_path(key_path))
     except DictValidationException as ex:
         inner = ex
         while inner.nested_exceptions:
             inner = inner.nested_exceptions[0]
-        path = inner.path.replace("/", ".")
+        path = inner.path.removeprefix("./").replace("/", ".")
         accepted = None
         if inner.msg.startswith("received unexpected fields"):
             expected = inner.expected_type or _lookup_type(spec, path, key_path)
@@ -264,7 +275,35 @@ def _dlt_validate(spec: Any, value: Mapping[str, Any], key_path: str) -> None:
             path = f"{path}.{unexpected[0]}"
         elif inner.field:
             path = f"{path}.{inner.field}"
-        raise ConfigError(path, inner.msg + ".", accepted=accepted) from None
+        # dlt's own words (`Path ./client: ...`), as plain dlt raises them
+        raise ConfigError(path, f"{ex}.", accepted=accepted) from None
+
+
+def _dlt_path(key_path: str) -> str:
+    """A key path (`resources[0].endpoint`) as dlt writes it (`./resources[0]/endpoint`)."""
+    return "./" + key_path.replace(".", "/") if key_path else "."
+
+
+def dlt_wording(key_path: str, value: Any, *, masked: bool = False) -> str | None:
+    """What plain dlt's validation says about `value` at `key_path`, if it refuses it.
+
+    Args:
+        key_path: Where the value sits: `client.<key>`, or `<...>.endpoint.<key>`.
+        value: The value as the user wrote it (secrets are masked here).
+        masked: The secrets in `value` are masked already.
+
+    Returns:
+        dlt's message (`Path ./client: field paginator expects ...`), or None.
+    """
+    parent, _, name = key_path.rpartition(".")
+    probe: dict[str, Any] = {"base_url": "https://api.example.com"} if parent == "client" else {}
+    spec: Any = ClientConfig if parent == "client" else Endpoint
+    probe[name] = copy_structure(value, masked=not masked)
+    try:
+        validate_dict(spec, probe, path=_dlt_path(parent))
+    except DictValidationException as ex:
+        return str(ex)
+    return None
 
 
 def _lookup_type(spec: Any, path: str, root: str) -> Any:
@@ -328,11 +367,9 @@ def validate_paginator(
         if len(block) > 1:
             raise ConfigError(f"{key_path}.type", "`auto` takes no other keys.")
         return None
-    cls = PAGINATOR_TYPES.get(kind)
+    cls = paginator_class(kind)
     if cls is None:
-        raise ConfigError(
-            f"{key_path}.type", f"unknown paginator type `{kind}`.", [*PAGINATOR_TYPES, "auto"]
-        )
+        raise _unknown_paginator(kind, key_path, value)
     params = inspect.signature(cls.__init__).parameters
     accepted = {name for name in params if name != "self"}
     for key in block:
@@ -375,7 +412,9 @@ def _fill_page_size(
     """
     kind = block["type"]
     if "limit" in params and "limit" not in block:
-        if params["limit_param"].default or block.get("limit_param"):
+        # a paginator with no `limit_param` at all (a registered one) sends its size itself
+        limit_param = params.get("limit_param")
+        if limit_param is None or limit_param.default or block.get("limit_param"):
             block["limit"] = page_size
         elif page_size_key is not None:
             raise ConfigError(
@@ -387,6 +426,14 @@ def _fill_page_size(
             )
     elif "page_size" in params and "page_size" not in block:
         block["page_size"] = page_size
+
+
+def _unknown_paginator(kind: str, key_path: str, value: Any) -> ConfigError:
+    """The error for a paginator `type` neither support_api nor dlt's registry knows."""
+    problem = f"unknown paginator type `{kind}`."
+    if (dlt_says := dlt_wording(key_path, value)) is not None:
+        problem += f" {dlt_says}"
+    return ConfigError(f"{key_path}.type", problem, [*paginator_types(), "auto"])
 
 
 def make_paginator(config: Mapping[str, Any] | BasePaginator | None) -> BasePaginator | None:
@@ -405,7 +452,10 @@ def make_paginator(config: Mapping[str, Any] | BasePaginator | None) -> BasePagi
         for key, value in config.items()
         if key != "type"
     }
-    return PAGINATOR_TYPES[config["type"]](**kwargs)
+    cls = paginator_class(config["type"])
+    if cls is None:  # unregistered since it was validated
+        raise ConfigError("paginator.type", f"unknown paginator type `{config['type']}`.")
+    return cls(**kwargs)
 
 
 _JSON_PATH_KEYS: Final = frozenset({"cursor_path", "has_more_path", "total_path", "next_url_path"})
@@ -422,6 +472,10 @@ def _compiled_path(path: str) -> JSONPath:
     can share it.
     """
     return jsonpath.compile_path(path)
+
+
+_PLAIN_AUTH_KEYS: Final = frozenset({"type", "location", "name"})
+"""Auth settings that hold no secret (shown unmasked in messages)."""
 
 
 def normalize_auth(value: Any, key_path: str) -> AuthBase | None:
@@ -463,15 +517,25 @@ def normalize_auth(value: Any, key_path: str) -> AuthBase | None:
     }
     for key in block:
         if key not in accepted:
-            raise ConfigError(
-                f"{key_path}.{key}", f"not a setting of auth type `{kind}`.", sorted(accepted)
-            )
+            problem = f"not a setting of auth type `{kind}`."
+            # any key may be a misspelt secret: only the ones naming a place stay readable
+            shown = {
+                k: v if k in _PLAIN_AUTH_KEYS or not isinstance(v, str) else mask(v)
+                for k, v in value.items()
+            }
+            if (dlt_says := dlt_wording(key_path, shown, masked=True)) is not None:
+                problem += f" {dlt_says}"
+            raise ConfigError(f"{key_path}.{key}", problem, sorted(accepted))
     if kind == "oauth2":
         for key in OAUTH2_KEYS_REQUIRED:
             if not block.get(key):
                 raise ConfigError(f"{key_path}.{key}", "required for `oauth2` auth but missing.")
     try:
         return create_auth(cls.from_init_value(block))
+    except ConfigFieldMissingException:
+        # as plain dlt raises it: naming the config keys tried (the source's section when
+        # the config is normalized inside the source function)
+        raise
     except (ConfigurationException, TypeError, ValueError) as ex:
         raise ConfigError(key_path, f"auth type `{kind}` could not be set up: {ex}") from None
 
@@ -500,8 +564,14 @@ def normalize_config(
     for key in config:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(str(key), "unknown top-level key.", TOP_LEVEL_KEYS)
-    if "client" not in config:
-        raise ConfigError("client", "missing: the config needs a `client` with a `base_url`.")
+    missing = [key for key in ("client", "resources") if key not in config]
+    if missing:
+        # dlt's words: `missing required fields `{'client'}``
+        raise ConfigError(
+            missing[0],
+            f"missing required fields `{set(missing)!r}`: the config needs a `client` with a"
+            " `base_url` and a list of `resources`.",
+        )
     client = dict(_require_mapping(config["client"], "client"))
     # support_api's own client keys, which dlt's `ClientConfig` does not know
     allowed_hosts = client.pop("allowed_hosts", None)
@@ -565,14 +635,10 @@ def normalize_config(
             if "error_handler" in endpoint
             else policy
         )
+        own = default_paginator if has_default_paginator else None
         if "paginator" in endpoint:
-            result.paginators[name] = validate_paginator(
-                endpoint.pop("paginator"), f"{key_path}.endpoint.paginator"
-            )
-        elif has_default_paginator:
-            result.paginators[name] = default_paginator
-        else:
-            result.paginators[name] = client_paginator
+            own = validate_paginator(endpoint.pop("paginator"), f"{key_path}.endpoint.paginator")
+        _set_paginator(result, name, own)
         if "auth" in endpoint:
             endpoint["auth"] = normalize_auth(endpoint["auth"], f"{key_path}.endpoint.auth")
         seconds, explicit = _take_settle(endpoint, f"{key_path}.endpoint", default_settle)
@@ -590,6 +656,22 @@ def normalize_config(
         client_path,
     )
     return result
+
+
+def _set_paginator(
+    result: NormalizedConfig, name: str, own: Mapping[str, Any] | BasePaginator | None
+) -> None:
+    """Records a resource's paginator: its own (endpoint or defaults), else the client's.
+
+    Without one of its own (none, None or `auto`) a resource is paged as dlt pages it: with a
+    copy of the client's paginator, or by dlt's detection, and a single-entity path
+    (`users/{id}`) with dlt's single-page paginator.
+    """
+    if own is None:
+        result.paginators[name] = result.client_paginator
+        result.uses_client_paginator.add(name)
+    else:
+        result.paginators[name] = own
 
 
 def top_level_cursor(resource: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:

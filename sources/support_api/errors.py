@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from dlt.common.exceptions import DictValidationException
 from requests import HTTPError, Response
 from requests.exceptions import InvalidURL, TooManyRedirects
 
@@ -35,8 +36,12 @@ class SupportAPIError(Exception):
     """Base class of every error raised by support_api."""
 
 
-class ConfigError(SupportAPIError, ValueError):
+class ConfigError(SupportAPIError, DictValidationException, ValueError):
     """The configuration is invalid. Raised before any request is made.
+
+    A `DictValidationException` (what plain dlt's `rest_api_source` raises for a config it
+    refuses, and what code written for it catches); where dlt would refuse the same value,
+    the message quotes dlt's own words too.
 
     Attributes:
         key_path: Where in the configuration the problem is, e.g.
@@ -57,7 +62,11 @@ class ConfigError(SupportAPIError, ValueError):
         message = f"Invalid support_api config at `{key_path}`: {problem}"
         if self.accepted is not None:
             message += f" Accepted: {', '.join(self.accepted)}."
-        super().__init__(message)
+        DictValidationException.__init__(self, message, key_path)
+
+    def __str__(self) -> str:
+        """The message (not dlt's `Path ...:` form: the key path is in it already)."""
+        return self.msg
 
 
 class AuthenticationError(SupportAPIError):

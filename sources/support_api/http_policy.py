@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
-from urllib.parse import urlsplit
+from typing import Any, Final, Self, cast
+from urllib.parse import parse_qsl, urlsplit
 
 from dlt.common import json, jsonpath
 from dlt.sources.helpers.requests import Client
@@ -182,8 +182,23 @@ def retrying(
     )
 
 
+class _SharedRuntime:
+    """A runtime object shared by every copy of the config that reaches it (not copied).
+
+    dlt deep-copies an endpoint's paginator for each parent record of a dependent resource,
+    and a paginator fetching ahead holds the session; pools, locks and `threading.local`
+    cannot be copied (`cannot pickle '_thread._local' object`), and a copy would not share
+    the rate-limit budget or the connections anyway. `copy.deepcopy` returns the object.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """Returns this object: it is shared, not copied."""
+        del memo
+        return self
+
+
 @dataclass
-class SessionPool:
+class SessionPool(_SharedRuntime):
     """One retrying `requests` session per distinct policy, shared by the resources using it.
 
     Connections are pooled per policy (keep-alive across pages and resources) in the policy's
@@ -235,16 +250,53 @@ class SessionPool:
                     retry_condition=retry_malformed_body,
                 )
                 self._clients[policy] = client
-            adapter = self._adapters.get(policy)
-            if adapter is None:
-                adapter = PacedAdapter(
-                    RateLimitPacer(), origins=self.origins, pool_maxsize=self.max_connections
-                )
-                self._adapters[policy] = adapter
+            adapter = self._adapter_for(policy)
         return cast("Session", PacedSession(client, adapter, self._prefetch_pool, resource_name))
 
+    def _adapter_for(self, policy: RetryPolicy) -> PacedAdapter:
+        """The policy's paced transport (made on first use; call with the lock held)."""
+        adapter = self._adapters.get(policy)
+        if adapter is None:
+            adapter = PacedAdapter(
+                RateLimitPacer(), origins=self.origins, pool_maxsize=self.max_connections
+            )
+            self._adapters[policy] = adapter
+        return adapter
 
-class RateLimitPacer:
+    def pace_user_session(self, session: Session, policy: RetryPolicy) -> None:
+        """Sends a user's own session (`client.session`) through the policy's paced transport.
+
+        The session is used as given (its class, `send`, headers, hooks), as plain dlt uses
+        it; only where it has requests' default transport for `https://` or `http://` is the
+        policy's mounted instead, so the rate-limit pacing and the check of where
+        credentials may go still apply. A transport the user mounted is left alone. dlt's
+        retries come with dlt's own sessions: a session of the user's retries only as it
+        was built to.
+
+        Args:
+            session: The user's session.
+            policy: The retry policy of the resource using it.
+        """
+        with self._lock:
+            adapter = self._adapter_for(policy)
+        mounted = False
+        for prefix in ("https://", "http://"):
+            current = session.adapters.get(prefix)
+            if current is adapter:
+                mounted = True
+            elif type(current) is HTTPAdapter:
+                session.mount(prefix, adapter)
+                mounted = True
+        origins = self.origins
+        if mounted and origins is not None:
+            # as on the package's own sessions: `Authorization` survives a redirect to an
+            # allowed host only
+            session.should_strip_auth = (  # type: ignore[method-assign]
+                lambda old, new: not origins.keeps_credentials(old, new)
+            )
+
+
+class RateLimitPacer(_SharedRuntime):
     """Spaces requests so they stay under the API's rate limit instead of bouncing off 429s.
 
     Every response (retried attempts included) reports its `X-RateLimit-Remaining` and
@@ -430,7 +482,7 @@ def _seconds(value: str | None) -> float | None:
     return number
 
 
-class PacedAdapter(HTTPAdapter):
+class PacedAdapter(_SharedRuntime, HTTPAdapter):
     """The transport of one policy's sessions: every attempt waits on the rate-limit pacer.
 
     Mounted below dlt's retries, so a retried attempt (and a redirect) waits for budget as a
@@ -488,7 +540,7 @@ class PacedAdapter(HTTPAdapter):
         raise failure
 
 
-class PacedSession:
+class PacedSession(_SharedRuntime):
     """What dlt's `RESTClient` gets as its session.
 
     Forwards to the calling thread's retrying session of a dlt `Client` (a `requests.Session`
@@ -774,6 +826,17 @@ def _check_required_fields(
                 )
 
 
+def _reason(response: Response) -> str:
+    """The response's reason phrase, decoded as `requests` decodes it for its errors."""
+    reason: Any = response.reason
+    if isinstance(reason, bytes):
+        try:
+            return reason.decode("utf-8")
+        except UnicodeDecodeError:
+            return reason.decode("iso-8859-1")
+    return str(reason)
+
+
 def error_hook(resource_name: str, policy: RetryPolicy) -> Callable[..., None]:
     """Builds a response hook that turns error statuses into `HTTPStatusError`.
 
@@ -799,14 +862,20 @@ def error_hook(resource_name: str, policy: RetryPolicy) -> Callable[..., None]:
             outcome = f"still failing after {policy.max_retries} retries"
         else:
             outcome = "not retried"
+        # the status line in requests' own words (`raise_for_status`), as plain dlt raises it
+        kind = "Client Error" if status < 500 else "Server Error"  # noqa: PLR2004 - HTTP classes
         message = (
-            f"Resource `{resource_name}`: {method} {url} returned {status} {response.reason}"
-            f" ({outcome})."
+            f"Resource `{resource_name}`: {status} {kind}: {_reason(response)} for url: {url}"
+            f" ({method}, {outcome})."
         )
         if hint := _STATUS_HINTS.get(status):
             message += f" {hint}"
         if response.text:
-            message += f" Response starts: {truncate_body(response.text)!r}"
+            # an API may echo what it was sent: the secret query values of this request too
+            query = parse_qsl(urlsplit(response.url).query)
+            REDACTOR.remember(*(value for key, value in query if REDACTOR.is_secret_param(key)))
+            body = REDACTOR.redact(truncate_body(response.text))
+            message += f" Response starts: {body!r}"
         raise HTTPStatusError(message, status_code=status, url=url, response=response)
 
     return raise_for_status

@@ -24,6 +24,7 @@ from dlt.sources.helpers.rest_client.paginators import (
     SinglePagePaginator,
 )
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
+from dlt.sources.rest_api.config_setup import PAGINATOR_MAP
 from requests import Request, Response
 
 from .errors import PaginationError
@@ -107,6 +108,8 @@ class PagePrefetch:
         """URL fetched ahead by page value (None: the session had it on its way already)."""
         self._ahead = min(depth, FIRST_PREFETCH_PAGES)
         self._pages = 0
+        self.end: int | None = None
+        """The first page value past the total the API reported (None: no total known)."""
 
     @property
     def ahead(self) -> int:
@@ -119,6 +122,24 @@ class PagePrefetch:
         self.armed = False
         self._ahead = min(self.depth, FIRST_PREFETCH_PAGES)
         self._pages = 0
+        self.end = None
+
+    def see_total(self, walk: RangePaginator, response: Response) -> None:
+        """Remembers where the total in `response` (`walk.total_path`) ends the walk.
+
+        dlt's paginator reads the total to stop, but keeps it to itself; pages at or past
+        `total + base_index` are then never fetched ahead.
+
+        Args:
+            walk: The offset or page-number paginator.
+            response: The page it just read.
+        """
+        if walk.total_path is None:
+            return
+        values = jsonpath.find_values(walk.total_path, response.json())
+        total = values[0] if values else None
+        if isinstance(total, int | str) and str(total).strip().lstrip("-").isdigit():
+            self.end = int(total) + walk.base_index
 
     def follow(self, walk: RangePaginator, request: Request) -> None:
         """Called once `walk` has pointed `request` at its next page.
@@ -148,6 +169,8 @@ class PagePrefetch:
         for i in range(self._ahead):
             value = walk.current_value + i * walk.value_step
             if walk.maximum_value is not None and value >= walk.maximum_value:
+                break
+            if self.end is not None and value >= self.end:
                 break
             if value in self._scheduled:
                 # on its way since an earlier page: preparing the request again (auth, URL,
@@ -330,6 +353,7 @@ class OffsetLimitPaginator(OffsetPaginator):
         """
         self._received += len(data or [])
         super().update_state(response, data)
+        self.prefetch.see_total(self, response)
         full_page = data is not None and len(data) >= self.limit
         if self.total_path is not None:
             values = jsonpath.find_values(self.total_path, response.json())
@@ -417,6 +441,7 @@ class PageNumberSizePaginator(PageNumberPaginator):
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         """Advances the page and stops on an empty or short page."""
         super().update_state(response, data)
+        self.prefetch.see_total(self, response)
         if self.page_size is not None and data is not None and len(data) < self.page_size:
             self._has_next_page = False
         self.prefetch.armed = self._has_next_page
@@ -569,3 +594,23 @@ PAGINATOR_TYPES: dict[str, type[BasePaginator]] = {
 """Paginator `type` names accepted in configs, mapped to the class that implements each.
 
 `auto` is also accepted and left to dlt's detection."""
+
+
+def paginator_class(kind: str) -> type[BasePaginator] | None:
+    """The class of a paginator `type` name: ours, or one registered with dlt.
+
+    A name given to dlt's `register_paginator` (`dlt.sources.rest_api.config_setup`) is
+    accepted as plain dlt accepts it, and built with the registered class.
+
+    Args:
+        kind: The `type` of a paginator config.
+
+    Returns:
+        The class, or None for an unknown name.
+    """
+    return PAGINATOR_TYPES.get(kind) or PAGINATOR_MAP.get(kind)
+
+
+def paginator_types() -> list[str]:
+    """Every accepted paginator `type` name: ours and those registered with dlt."""
+    return sorted({*PAGINATOR_TYPES, *PAGINATOR_MAP})

@@ -28,6 +28,7 @@ from dlt.extract.incremental import Incremental
 from dlt.extract.items_transform import FilterItem, LimitItem, MapItem, YieldMapItem
 from dlt.extract.utils import ensure_table_schema_columns
 from dlt.sources.helpers.rest_client.client import RESTClient
+from dlt.sources.helpers.rest_client.detector import single_entity_path
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, SinglePagePaginator
 from dlt.sources.rest_api import create_resources
 from dlt.sources.rest_api.config_setup import (
@@ -76,7 +77,7 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
         config: The validated config.
 
     Returns:
-        The resources, in the order they were configured.
+        The resources, parents before their children, otherwise in the configured order.
     """
     pool = SessionPool(origins=config.origins)
     fan_out = FanOut()
@@ -106,12 +107,7 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
         # arguments, so the built resource is parallelized instead (as the source-level flag
         # does); a dependent resource reads its parents' children concurrently itself
         parallel = resource.pop("parallelized", config.parallelized) and not parent_names
-        policy = config.policies[name]
-        session = pool.session_for(policy, name)
-        prefetch = getattr(resource["endpoint"].get("paginator"), "prefetch", None)
-        if isinstance(prefetch, PagePrefetch):
-            prefetch.session = cast("PacedSession", session)
-        client = {**config.client, "session": session}
+        client = _client_config(config, pool, resource, name)
         batch: list[Any] = [built[p] for p in parent_names]
         batch.append(resource)
         batch_graph, endpoint_map, param_map = build_resource_dependency_graph(
@@ -136,7 +132,6 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
                 built[parent_name],
                 param_map[name] or [],
                 functools.partial(fan_out.map_ordered, width=config.concurrency),
-                functools.partial(_fresh_paginator, config.paginators.get(name)),
             )
             own = False  # its rows past the settle bound are dropped in the incremental step
         elif plan is not None:
@@ -168,13 +163,43 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
             built[name].parallelize()
         if auto_format and "file_format" not in entry:
             built[name].add_step(_BulkFormatOnFirstPage())
-    return [built[name] for name in by_name]
+    # parents before their children, as dlt's `rest_api_resources` returns them (dlt's
+    # dependency graph keeps the configured order among resources that depend on none)
+    return list(built.values())
 
 
 _WALK_ONLY_PAGINATORS: Final = (CursorPaginator, NextLinkPaginator, LinkHeaderPaginator)
 """Paginators that can only fetch one page after another (each page names the next): time
 windows are their way to read concurrently. Offset and page-number pages are fetched ahead
 instead (`paginators.PagePrefetch`)."""
+
+
+def _client_config(
+    config: NormalizedConfig, pool: SessionPool, resource: dict[str, Any], name: str
+) -> dict[str, Any]:
+    """The client settings a resource's REST client is made from: session and paginator.
+
+    The session is the user's (`client.session`, with our pacing mounted) or one of the
+    pool's for the resource's retry policy. The client's paginator is set as dlt's
+    `RESTClient` gets it: a resource that sets none pages with a copy of it. Paginators that
+    fetch pages ahead get the paced session they fetch through.
+    """
+    policy = config.policies[name]
+    session = config.client.get("session")
+    if session is not None:
+        # the user's session is used, as plain dlt uses it (with our pacing mounted)
+        pool.pace_user_session(session, policy)
+    else:
+        session = pool.session_for(policy, name)
+    client = {**config.client, "session": session}
+    client_paginator = make_paginator(config.client_paginator)
+    if client_paginator is not None:
+        client["paginator"] = client_paginator
+    for paginator in (resource["endpoint"].get("paginator"), client_paginator):
+        prefetch = getattr(paginator, "prefetch", None)
+        if isinstance(prefetch, PagePrefetch) and isinstance(session, PacedSession):
+            prefetch.session = session
+    return client
 
 
 def _window_plan_of_dict(
@@ -510,7 +535,6 @@ def _own_child_resource(
     parent: DltResource,
     resolved_params: list[ResolvedParam],
     fan_out: Callable[[Callable[[Any], list[list[Any]]], list[Any]], Iterator[list[list[Any]]]],
-    new_paginator: Callable[[], BasePaginator | None],
 ) -> DltResource:
     """Builds a dependent resource whose parents' children are read concurrently.
 
@@ -534,6 +558,8 @@ def _own_child_resource(
     client = _rest_client(endpoint, client_config)
     hooks = create_response_hooks(endpoint.get("response_actions"))
     path = endpoint["path"]
+    # none: the client's paginator (dlt's client copies it per walk) or dlt's detection
+    paginator = endpoint.get("paginator")
 
     def children_of(
         items: list[dict[str, Any]], incremental_object: Incremental[Any] | None
@@ -565,7 +591,7 @@ def _own_child_resource(
                 params=request.params,
                 json=request.json,
                 data=request.data,
-                paginator=new_paginator(),
+                paginator=copy.deepcopy(paginator),
                 data_selector=endpoint.get("data_selector"),
                 hooks=hooks,
             ):
@@ -952,7 +978,11 @@ def _with_runtime_parts(resource: dict[str, Any], config: NormalizedConfig) -> d
     resource = copy_structure(resource)
     endpoint = resource["endpoint"]
     paginator = make_paginator(config.paginators.get(name))
-    if paginator is not None:
+    if name in config.uses_client_paginator:
+        # left to dlt, as plain dlt leaves it: the client's paginator, or a single page
+        if single_entity_path(endpoint["path"]):
+            paginator = SinglePagePaginator()
+    elif paginator is not None:
         endpoint["paginator"] = paginator
     defaults_endpoint = config.resource_defaults.get("endpoint") or {}
     actions = endpoint.get("response_actions", defaults_endpoint.get("response_actions")) or []
