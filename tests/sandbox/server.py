@@ -1173,8 +1173,11 @@ class SandboxServer:
         path: str,
         where: tuple[str, Any] | None = None,
     ) -> tuple[Any, list[tuple[str, str]]]:
-        """One page of a route: `path` is the request's (a nested route's names its parent),
-        `where` the nested route's filter."""
+        """One page of a route.
+
+        `path` is the request's own (a nested route's names its parent: next links keep it)
+        and `where` the nested route's filter, None for a list route.
+        """
         limit = _int_param(query, route.page_size_param, route.default_page_size)
         if limit <= 0:
             raise _BadRequestError(f"{route.page_size_param} must be a positive integer")
