@@ -54,6 +54,44 @@ def test_a_quick_bench_case_runs_every_variant_and_checks_its_rows(tmp_path):
     assert (per_resource["value"], per_resource["status"]) == (1, "PASS")
 
 
+def test_the_children_case_checks_every_variant_and_the_bare_client(tmp_path):
+    workdir = tmp_path / "bench"
+    # 30 tickets at 20 ms: each variant reads every ticket's comments, all their pages
+    command = [sys.executable, "-m", "tests.bench", "--repeat", "1", "--tickets", "30"]
+    command += ["--cases", "children_latency20", "--workdir", str(workdir)]
+    done = subprocess.run(  # noqa: S603 - our own interpreter running our own bench
+        command,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((workdir / "bench-results.json").read_text())
+    rows = {row["variant"]: row for row in results["rows"]}
+    assert set(rows) == {"plain_default", "plain_parallelized", "support_api", "bare_threads"}
+    expected = {"tickets": 30, "ticket_comments": 60}
+    requests = {row["requests"] for row in rows.values()}
+    assert len(requests) == 1  # the same pages, whoever reads them
+    assert requests.pop() > 30 + 1  # one page of tickets, a page or more per ticket
+    for row in rows.values():
+        assert row["ok"], row
+        (run,) = row["runs"]
+        assert {c["table"]: c["count"] for c in run["checks"]} == expected
+        assert row["peak_in_flight"] >= 1
+    assert rows["bare_threads"]["peak_in_flight"] > 1  # its threads read comments together
+    targets = [t for t in results["targets"] if t["case"] == "children_latency20"]
+    assert {t["metric"] for t in targets} == {
+        "x_plain_default",
+        "x_plain_parallelized",
+        "x_of_bare",
+    }
+    assert all(t["value"] is not None for t in targets)
+    assert "x plain par" in done.stdout
+
+
 def test_the_cpu_of_a_step_is_read_between_the_samples_around_it():
     sampler = RssSampler()
     # (epoch time, RSS KiB, process CPU seconds): 1 CPU second per wall second, then none

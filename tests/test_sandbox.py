@@ -819,3 +819,65 @@ def test_the_hook_runs_before_each_data_page(sandbox_factory, http):
     http.get(f"{server.url}/v1/tickets")
     http.get(f"{server.url}/v1/agents")
     assert seen == ["/v1/tickets", "/v1/agents"]
+
+
+def test_comments_nested_under_tickets_walk_every_comment_once(sandbox_factory, http):
+    server = sandbox_factory(seed=5, size=120, shape="desk_nested", latency_ms=5)
+    route = server.route("/v1/tickets/{ticket_id}/comments")
+    assert (route.parent_table, route.parent_field) == ("tickets", "ticket_id")
+    server.reset_log()
+    seen: list[int] = []
+    pages = 0
+    for ticket_id in server.dataset.ids("tickets"):
+        url = server.url_for(f"/v1/tickets/{ticket_id}/comments")
+        query: dict[str, Any] = {"limit": 2}
+        mine: list[int] = []
+        while True:
+            response = http.get(url, params=query, timeout=10)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            pages += 1
+            assert all(row["ticket_id"] == ticket_id for row in body["data"])
+            mine += [row["id"] for row in body["data"]]
+            if body["next_cursor"] is None:
+                break
+            query = {"cursor": body["next_cursor"], "limit": 2}
+        # a ticket's comments come in the table's order, (updated_at, id)
+        assert mine == [i for i in server.dataset.ids("ticket_comments") if i in set(mine)]
+        seen += mine
+    assert sorted(seen) == sorted(server.dataset.ids("ticket_comments"))
+    assert len(seen) == len(set(seen)) == 240
+    assert pages > 120  # some tickets have more than two comments: their pages were followed
+    stats = server.stats()
+    assert stats["requests"] == {"/v1/tickets/{ticket_id}/comments": {"200": pages}}
+    assert stats["busy_s"] >= pages * 0.005  # the latency applies to nested routes too
+    assert server.count("/v1/tickets/1/comments") >= 1
+
+
+def test_nested_route_filters_follow_changes_and_refuse_unknown_parents(sandbox_factory, http):
+    server = sandbox_factory(seed=5, size=30, shape="desk_nested")
+    ticket = next(
+        t
+        for t in range(1, 31)
+        if len(server.dataset.index("ticket_comments", "ticket_id").get(t, [])) >= 2
+    )
+    url = server.url_for(f"/v1/tickets/{ticket}/comments")
+    before = [row["id"] for row in http.get(url, timeout=10).json()["data"]]
+    changed = server.mutate(updates=60, creates=0, tables=["ticket_comments"], seed=1)
+    after = http.get(url, timeout=10).json()["data"]
+    assert sorted(row["id"] for row in after) == sorted(before)  # updates keep the parent
+    assert all(
+        row["body"].endswith("(edited)")
+        for row in after
+        if row["id"] in changed["ticket_comments"].updated_ids
+    )
+    since = after[-1]["updated_at"]
+    filtered = http.get(url, params={"updated_since": since}, timeout=10).json()["data"]
+    assert [row["id"] for row in filtered] == [
+        row["id"] for row in after if row["updated_at"] >= since
+    ]
+    for missing in ("/v1/tickets/31/comments", "/v1/tickets/0/comments", "/v1/tickets/x/comments"):
+        response = http.get(server.url_for(missing), timeout=10)
+        assert response.status_code == 404
+    with pytest.raises(ValueError, match="one"):
+        Route("/v1/tickets/{ticket_id}/comments", "ticket_comments")

@@ -15,6 +15,17 @@ from tests.sandbox import TABLES
 ALL_VARIANTS: Final[tuple[Variant, ...]] = ("plain_default", "plain_jsonl", "support_api")
 TICKETS: Final = ("tickets",)
 RATE_LIMIT: Final = 20
+CHILD_VARIANTS: Final[tuple[Variant, ...]] = (
+    "plain_default",
+    "plain_parallelized",
+    "support_api",
+    "bare_threads",
+)
+"""Variants of the parent/child case: plain dlt, plain dlt with its dependent resource
+parallelized, support_api, and the bare threaded client (no dlt: the server's floor)."""
+CHILD_PAGE_SIZE: Final = 3
+"""Comments per page in the parent/child case: about one ticket in seven has more than three
+comments (up to nine), so a ticket's later pages are read and checked too."""
 DUCKDB_BOUNDED: Final = "64MB"
 """DuckDB `memory_limit` of the bounded memory group (DuckDB's default is 80% of RAM)."""
 
@@ -38,6 +49,7 @@ class Group:
             DuckDB's default.
         max_table_nesting: Set on every variant's source; None keeps dlt's default (child
             tables for nested lists).
+        child_page_size: Page size of the dependent endpoint (`desk_nested` comments).
     """
 
     name: str
@@ -51,6 +63,7 @@ class Group:
     timeout_s: float = 600.0
     duckdb_memory_limit: str | None = None
     max_table_nesting: int | None = None
+    child_page_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,8 @@ class Case:
         ratio_targets: A target is a ratio to plain jsonl, so plain jsonl runs as often as
             support_api; otherwise plain variants run `--plain-repeat` times (plain default
             always does).
+        repeat_all: Every variant runs as often as support_api (its targets are ratios to
+            each of them, on medians).
     """
 
     name: str
@@ -72,6 +87,7 @@ class Case:
     groups: tuple[Group, ...]
     default_repeat: int = 3
     ratio_targets: bool = False
+    repeat_all: bool = False
 
 
 def _ticket_groups(size: int, latency_ms: float = 0.0) -> tuple[Group, ...]:
@@ -94,8 +110,9 @@ def build_cases(quick: bool = False, tickets: int | None = None) -> list[Case]:
     rate_limited = 4_000 if quick else 20_000
     everything = 2_000 if quick else 20_000
     memory = 50_000 if quick else 1_000_000
+    parents = 300 if quick else 2_000
     if tickets is not None:
-        rate_limited = everything = memory = tickets
+        rate_limited = everything = memory = parents = tickets
     else:
         tickets = 5_000 if quick else 50_000
     return [
@@ -127,6 +144,23 @@ def build_cases(quick: bool = False, tickets: int | None = None) -> list[Case]:
             "tickets_50k_latency20",
             f"{tickets:,} tickets, pages of 100, 20 ms per request",
             _ticket_groups(tickets, latency_ms=20.0),
+        ),
+        Case(
+            "children_latency20",
+            f"{parents:,} tickets and each one's comments (/v1/tickets/{{id}}/comments,"
+            f" pages of {CHILD_PAGE_SIZE}), 20 ms per request",
+            (
+                Group(
+                    "desk_nested",
+                    "desk_nested",
+                    parents,
+                    ("tickets", "ticket_comments"),
+                    CHILD_VARIANTS,
+                    latency_ms=20.0,
+                    child_page_size=CHILD_PAGE_SIZE,
+                ),
+            ),
+            repeat_all=True,
         ),
         Case(
             "incremental_nochange",

@@ -65,6 +65,23 @@ TARGETS: Final = (
     Target("rate_limited_20rps", "rate_pct_of_limit", ">=", 90, "%", f"of {RATE_LIMIT} requests/s"),
     Target("rate_limited_20rps", "pct_429", "<", 1, "%", "of responses are 429"),
     Target("rows_1m_memory", "peak_rss_mb", "<=", 300, "MB", "peak RSS"),
+    Target("children_latency20", "x_plain_default", ">=", 4, "x", "speedup vs plain default"),
+    Target(
+        "children_latency20",
+        "x_plain_parallelized",
+        ">=",
+        2,
+        "x",
+        "speedup vs plain parallelized",
+    ),
+    Target(
+        "children_latency20",
+        "x_of_bare",
+        "<=",
+        1.5,
+        "x",
+        "wall / bare threaded client's wall",
+    ),
 )
 """The issue's targets, checked on medians of the support_api rows."""
 
@@ -159,6 +176,8 @@ def summarize(results: Sequence[VariantResult]) -> list[Summary]:
             "run_cpu_s": _round(result.median(_detail("run_cpu_s"))),
             "extract_cpu_s": _round(result.median(_per_step("step_cpu_s", "extract"))),
             "sandbox_cpu_s": _round(result.median(_detail("sandbox_cpu_s"))),
+            "peak_in_flight": result.median(_detail("peak_in_flight")),
+            "mean_in_flight": _round(result.median(_detail("mean_in_flight")), 1),
             "duckdb_memory_limit": group.duckdb_memory_limit,
             "rate_pct_of_limit": _round(result.median(_rate_pct(group.rate_limit)), 1),
             "pct_429": _round(result.median(_pct_429), 2),
@@ -173,7 +192,7 @@ def summarize(results: Sequence[VariantResult]) -> list[Summary]:
         }
         rows.append(row)
     for row in rows:
-        for base in ("plain_default", "plain_jsonl"):
+        for base in ("plain_default", "plain_jsonl", "plain_parallelized", "bare_threads"):
             peer = next(
                 (
                     r
@@ -182,10 +201,14 @@ def summarize(results: Sequence[VariantResult]) -> list[Summary]:
                 ),
                 None,
             )
-            ratio = None
+            speedup = None
             if peer and peer["wall_s"] and row["wall_s"]:
-                ratio = round(peer["wall_s"] / row["wall_s"], 2)
-            row[f"x_{base}"] = ratio
+                speedup = round(peer["wall_s"] / row["wall_s"], 2)
+            if base == "bare_threads":
+                # how many times the floor's wall the row's is: 1.2x = 20% slower than bare
+                row["x_of_bare"] = None if speedup is None else round(1 / speedup, 2)
+            else:
+                row[f"x_{base}"] = speedup
     return rows
 
 
@@ -276,6 +299,13 @@ def _case_note(row: Summary) -> str:
             for path, n in row["requests_per_path"].items()
         )
         return f"requests/resource: {per_path or '-'}"
+    if row["case"] == "children_latency20":
+        return (
+            f"x plain par {_num(row['x_plain_parallelized'], '.1f', 'x')},"
+            f" wall {_num(row['x_of_bare'], '.2f', 'x')} bare's;"
+            f" in flight mean {_num(row['mean_in_flight'], '.1f')}"
+            f" peak {_num(row['peak_in_flight'], 'g')}"
+        )
     if row["case"] == "rows_1m_memory":
         peaks = row["step_peak_mb"]
         limit = row["duckdb_memory_limit"] or "default"
@@ -288,7 +318,7 @@ def _case_note(row: Summary) -> str:
 
 COLUMNS: Final = (
     ("case/group", 34, "<"),
-    ("variant", 13, "<"),
+    ("variant", 18, "<"),
     ("n", 2, ">"),
     ("wall s", 7, ">"),
     ("extract", 7, ">"),

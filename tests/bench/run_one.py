@@ -107,6 +107,8 @@ def execute(spec_path: Path) -> dict[str, Any]:
 
     imported = time.perf_counter()
     spec = RunSpec.load(spec_path)
+    if spec.variant == "bare_threads":
+        return execute_bare(spec, import_s=round(imported - started, 3))
     result: dict[str, Any] = {
         "variant": spec.variant,
         "import_s": round(imported - started, 3),
@@ -172,6 +174,51 @@ def execute(spec_path: Path) -> dict[str, Any]:
     usage_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["self_maxrss_mb"] = _kib_to_mb(usage_self.ru_maxrss)
     result["children_maxrss_mb"] = _kib_to_mb(usage_children.ru_maxrss)
+    return result
+
+
+def execute_bare(spec: RunSpec, import_s: float) -> dict[str, Any]:
+    """Runs the bare threaded client of a spec (no pipeline) and describes what happened.
+
+    Args:
+        spec: The run.
+        import_s: Seconds the imports took.
+
+    Returns:
+        The same keys as `execute`: `wall_s` is the reading alone (the ids are written to the
+        run's DuckDB file afterwards, for the row check), `steps` is empty, and
+        `normalized_rows` holds the rows read per table.
+    """
+    from tests.bench.bare import BareClient, store_ids  # noqa: PLC0415 - as in `execute`
+
+    result: dict[str, Any] = {
+        "variant": spec.variant,
+        "import_s": import_s,
+        "setup_s": 0.0,
+        "wall_s": None,
+        "steps": {},
+        "normalized_rows": {},
+        "error": None,
+        "step_peak_mb": {},
+        "step_cpu_s": {},
+        "run_cpu_s": None,
+    }
+    client = BareClient(spec)
+    started, cpu_before = time.perf_counter(), time.process_time()
+    try:
+        try:
+            ids = client.read()
+        finally:
+            result["wall_s"] = round(time.perf_counter() - started, 3)
+            result["run_cpu_s"] = round(time.process_time() - cpu_before, 3)
+        result["normalized_rows"] = {table: len(values) for table, values in ids.items()}
+        result["client_requests"] = client.requests
+        store_ids(spec.db_path, DATASET_NAME, ids)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported in the result, not raised
+        result["error"] = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
+    usage_self = resource.getrusage(resource.RUSAGE_SELF)
+    result["self_maxrss_mb"] = _kib_to_mb(usage_self.ru_maxrss)
+    result["children_maxrss_mb"] = 0.0
     return result
 
 

@@ -106,6 +106,23 @@ def _copy_prepared(source: Path, target: Path) -> None:
     )
 
 
+def _in_flight(
+    before: dict[str, Any], after: dict[str, Any], wall_s: float | None
+) -> dict[str, float | None]:
+    """Data requests the sandbox handled at once during a run: the most, and the mean.
+
+    The mean is the sandbox's busy seconds (every request's handling time, latency included)
+    over the run's wall: 16 means sixteen requests were being served, on average, the whole
+    time. It covers the whole of `pipeline.run`, so a run's normalize and load lower it.
+    """
+    busy = after.get("busy_s", 0.0) - before.get("busy_s", 0.0)
+    return {
+        "peak_in_flight": after.get("peak_in_flight"),
+        "busy_s": round(busy, 3),
+        "mean_in_flight": round(busy / wall_s, 2) if wall_s else None,
+    }
+
+
 class Runner:
     """Runs cases and collects their results."""
 
@@ -140,7 +157,9 @@ class Runner:
     def repeats(self, case: Case, variant: Variant) -> int:
         """Measured runs of a variant in a case."""
         full = self.repeat if self.repeat is not None else case.default_repeat
-        if variant == "support_api" or (variant == "plain_jsonl" and case.ratio_targets):
+        if variant == "support_api" or case.repeat_all:
+            return full
+        if variant == "plain_jsonl" and case.ratio_targets:
             return full
         return min(full, self.plain_repeat)
 
@@ -236,8 +255,9 @@ class Runner:
             run_dir=str(run_dir.resolve()),
             duckdb_memory_limit=group.duckdb_memory_limit,
             max_table_nesting=group.max_table_nesting,
+            child_page_size=group.child_page_size,
         )
-        before, cpu_before = sandbox.stats(), sandbox.cpu_s()
+        before, cpu_before = sandbox.stats(reset_peak=True), sandbox.cpu_s()
         outcome = run_child(spec, group.timeout_s)
         after, cpu_after = sandbox.stats(), sandbox.cpu_s()
         checks = check_run(spec.db_path, DATASET_NAME, self.seed, group.size, group.resources)
@@ -258,6 +278,7 @@ class Runner:
                 if cpu_before is None or cpu_after is None
                 else round(cpu_after - cpu_before, 3)
             ),
+            **_in_flight(before, after, result.get("wall_s")),
         }
         steps = {k: float(v) for k, v in result.get("steps", {}).items() if k in STEP_NAMES}
         wall = result.get("wall_s")

@@ -211,8 +211,11 @@ class SandboxProcess:
         fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, *, reset_peak: bool = False) -> dict[str, Any]:
         """Reads `GET /_sandbox/stats`.
+
+        Args:
+            reset_peak: Start a new `peak_in_flight` once read (before a run).
 
         Returns:
             The stats document.
@@ -225,7 +228,8 @@ class SandboxProcess:
             parts.hostname or "127.0.0.1", parts.port, timeout=STATS_TIMEOUT_S
         )
         try:
-            connection.request("GET", f"{ADMIN_PREFIX}stats")
+            query = "?reset_peak=1" if reset_peak else ""
+            connection.request("GET", f"{ADMIN_PREFIX}stats{query}")
             response = connection.getresponse()
             body = response.read()
         finally:

@@ -11,15 +11,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final, Literal, cast, get_args
 
-Variant = Literal["plain_default", "plain_jsonl", "support_api"]
+Variant = Literal[
+    "plain_default", "plain_jsonl", "plain_parallelized", "support_api", "bare_threads"
+]
 """Who loads: plain dlt `rest_api_source` with default settings, the same with
-`loader_file_format="jsonl"`, or support_api with the defaults it ships."""
+`loader_file_format="jsonl"`, the same with `parallelized: True` on its dependent resource,
+support_api with the defaults it ships, or no dlt at all: a bare threaded HTTP client that
+reads the same pages (the server's floor; see `tests.bench.bare`)."""
 
 VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
 
-Shape = Literal["desk", "seed001"]
-"""Sandbox route presets the benchmarks use: cursor paging under `data` (`desk`), or offset
-paging without a total under `tickets` (`seed001`)."""
+Shape = Literal["desk", "seed001", "desk_nested"]
+"""Sandbox route presets the benchmarks use: cursor paging under `data` (`desk`), offset
+paging without a total under `tickets` (`seed001`), or `desk` plus each ticket's comments at
+`/v1/tickets/{ticket_id}/comments` (`desk_nested`)."""
 
 SHAPES: Final[tuple[Shape, ...]] = get_args(Shape)
 
@@ -48,6 +53,8 @@ class RunSpec:
         duckdb_memory_limit: DuckDB's `memory_limit` (e.g. `64MB`); None keeps DuckDB's
             default (80% of RAM), up to which it keeps loaded tables cached in memory.
         max_table_nesting: Set on the source (None: dlt's default).
+        child_page_size: Rows per page asked for on a dependent endpoint (`desk_nested`'s
+            comments); None: `page_size`.
     """
 
     variant: Variant
@@ -60,6 +67,7 @@ class RunSpec:
     page_size: int = PAGE_SIZE
     duckdb_memory_limit: str | None = None
     max_table_nesting: int | None = None
+    child_page_size: int | None = None
 
     @property
     def pipeline_name(self) -> str:
@@ -118,4 +126,5 @@ class RunSpec:
             page_size=int(raw["page_size"]),
             duckdb_memory_limit=raw.get("duckdb_memory_limit"),
             max_table_nesting=raw.get("max_table_nesting"),
+            child_page_size=raw.get("child_page_size"),
         )

@@ -26,6 +26,10 @@ START_DATE: Final = "2000-01-01T00:00:00Z"
 SEED001_SELECTORS: Final = {"tickets": "tickets", "ticket_comments": "comments"}
 """Where the `seed001` shape puts each table's rows (offset paging, no total)."""
 
+CHILD_PATH: Final = "/v1/tickets/{resources.tickets.id}/comments"
+"""The comments of each ticket in the `desk_nested` shape, as a rest_api dependent path."""
+CURSOR_PAGINATOR: Final = {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "cursor"}
+
 
 def api_key(spec: RunSpec) -> str:
     """The sandbox API key of the spec's seed (never printed)."""
@@ -63,6 +67,48 @@ def _plain_endpoint(spec: RunSpec, table: str) -> dict[str, Any]:
     }
 
 
+def nested_config(spec: RunSpec, *, parallelized: bool = False) -> dict[str, Any]:
+    """The dict of the `desk_nested` shape: tickets, then every ticket's comments.
+
+    Plain dlt and support_api get this same dict; `parallelized` adds dlt's
+    `parallelized: True` to the dependent resource (the plain_parallelized variant).
+
+    Args:
+        spec: The run (its resources are `tickets` and `ticket_comments`).
+        parallelized: Set `parallelized` on the comments resource.
+
+    Returns:
+        The config dict.
+    """
+    child_limit = spec.child_page_size or spec.page_size
+    comments: dict[str, Any] = {
+        "name": "ticket_comments",
+        "endpoint": {
+            "path": CHILD_PATH,
+            "data_selector": "data",
+            "params": {"limit": child_limit},
+            "paginator": dict(CURSOR_PAGINATOR),
+        },
+    }
+    if parallelized:
+        comments["parallelized"] = True
+    return {
+        "client": {"base_url": spec.base_url, "auth": _auth_dict(spec)},
+        "resources": [
+            {
+                "name": "tickets",
+                "endpoint": {
+                    "path": "/v1/tickets",
+                    "data_selector": "data",
+                    "params": {"limit": spec.page_size},
+                    "paginator": dict(CURSOR_PAGINATOR),
+                },
+            },
+            comments,
+        ],
+    }
+
+
 def plain_config(spec: RunSpec) -> dict[str, Any]:
     """The `rest_api_source` config of a plain variant.
 
@@ -72,6 +118,8 @@ def plain_config(spec: RunSpec) -> dict[str, Any]:
     Returns:
         The config dict.
     """
+    if spec.shape == "desk_nested":
+        return nested_config(spec, parallelized=spec.variant == "plain_parallelized")
     return {
         "client": {"base_url": spec.base_url, "auth": _auth_dict(spec)},
         "resources": [
@@ -89,6 +137,8 @@ def support_api_source(spec: RunSpec) -> DltSource:
     Returns:
         The source.
     """
+    if spec.shape == "desk_nested":
+        return support_api_from_config(nested_config(spec))
     if spec.shape == "seed001":
         return support_api_from_config(
             {

@@ -663,6 +663,10 @@ class Dataset:
         )
         self._tables: dict[str, _TableState] = {}
         self._pending: list[tuple[_TableState, _Overlay]] = []
+        self._version = 0
+        """Bumped whenever rows become visible or change (mutations, commits)."""
+        self._indexes: dict[tuple[str, str], tuple[int, dict[Any, list[RowKey]]]] = {}
+        """`(table, field)` -> (the `_version` it was built at, field value -> sorted keys)."""
         for name in TABLES:
             digest = hashlib.sha256(f"support-api-sandbox:{seed}:{name}".encode()).digest()
             self._tables[name] = _TableState(
@@ -834,11 +838,13 @@ class Dataset:
         after: RowKey | None = None,
         updated_since: TimeBound = None,
         updated_before: TimeBound = None,
+        where: tuple[str, Any] | None = None,
     ) -> Window:
         """Returns a slice of the ordered, filtered view of `table`.
 
         Cost is independent of how deep the slice starts: base positions are found
-        arithmetically and superseded rows with a binary search.
+        arithmetically and superseded rows with a binary search. With `where`, the rows come
+        from an index of that field (see `index`), built on first use and after changes.
 
         Args:
             table: Table name.
@@ -847,6 +853,8 @@ class Dataset:
             after: Start right after this `(updated_at epoch seconds, id)` key (keyset paging).
             updated_since: Keep rows with `updated_at >= updated_since` (inclusive).
             updated_before: Keep rows with `updated_at < updated_before` (exclusive).
+            where: `(field, value)`: keep only rows whose field equals the value, e.g.
+                `("ticket_id", 7)` for the comments of ticket 7.
 
         Returns:
             The slice with the filtered total and whether more rows follow.
@@ -859,6 +867,8 @@ class Dataset:
         state = self._state(table)
         since = _bound_seconds(updated_since)
         before = _bound_seconds(updated_before)
+        if where is not None:
+            return self._window_where(table, where, limit, offset, after, since, before)
         with self._lock:
             specs, total, start = self._select(state, limit, offset, after, since, before)
         rows = [self._build(state, index, overlay) for index, overlay in specs]
@@ -873,6 +883,65 @@ class Dataset:
             start=start,
             last_key=last_key,
             has_more=start + len(rows) < total,
+        )
+
+    def index(self, table: str, field: str) -> dict[Any, list[RowKey]]:
+        """Groups the keys of a table's current rows by the value of one field.
+
+        Built by reading the whole table once, then kept until the data changes.
+
+        Args:
+            table: Table name.
+            field: Field to group by, e.g. `ticket_id`.
+
+        Returns:
+            Field value -> `(updated_at epoch seconds, id)` of its rows, in the table's order.
+            Shared: do not change it.
+        """
+        self._state(table)
+        with self._lock:
+            version = self._version
+            cached = self._indexes.get((table, field))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        grouped: dict[Any, list[RowKey]] = {}
+        for row in self.rows(table):
+            key = (int(parse_timestamp(row["updated_at"])), int(row["id"]))
+            grouped.setdefault(row.get(field), []).append(key)
+        with self._lock:
+            if self._version == version:
+                self._indexes[table, field] = (version, grouped)
+        return grouped
+
+    def _window_where(
+        self,
+        table: str,
+        where: tuple[str, Any],
+        limit: int,
+        offset: int,
+        after: RowKey | None,
+        since: int | None,
+        before: int | None,
+    ) -> Window:
+        """`window` over the rows whose `where` field has the given value, from `index`."""
+        field_name, value = where
+        keys = self.index(table, field_name).get(value, [])
+        lo = 0 if since is None else bisect.bisect_left(keys, (since, 0))
+        hi = len(keys) if before is None else bisect.bisect_left(keys, (before, 0))
+        hi = max(hi, lo)
+        total = hi - lo
+        start = offset
+        if after is not None:
+            start += min(max(bisect.bisect_right(keys, after), lo), hi) - lo
+        start = min(start, total)
+        chosen = keys[lo + start : lo + min(total, start + limit)]
+        rows = [self.get(table, row_id) for _, row_id in chosen]
+        return Window(
+            rows=rows,
+            total=total,
+            start=start,
+            last_key=chosen[-1] if chosen else None,
+            has_more=start + len(chosen) < total,
         )
 
     def _select(
@@ -983,6 +1052,7 @@ class Dataset:
         results: dict[str, MutationResult] = {}
         with self._lock:
             self._mutations += 1
+            self._version += 1
             mutation_seed = self._mutations if seed is None else seed
             start = self._now + 1
             latest = self._now
@@ -1063,6 +1133,7 @@ class Dataset:
             How many rows were committed.
         """
         with self._lock:
+            self._version += 1
             taken = self._pending if count is None else self._pending[:count]
             self._pending = self._pending[len(taken) :]
             for state, overlay in taken:

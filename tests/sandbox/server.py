@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import random
+import re
 import socket
 import threading
 import time
@@ -64,6 +65,8 @@ _SENSITIVE_PARAMS: Final = frozenset(
     {"api_key", "apikey", "key", "token", "access_token", "refresh_token", "client_secret"}
 )
 _REALM: Final = "support-api-sandbox"
+_PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_MAX_ID_DIGITS: Final = 18
 _DROPPED: Final = 0
 _MAX_BODY: Final = 1 << 20
 _JSON: Final = "application/json"
@@ -98,6 +101,10 @@ class Route:
         include_total: Add `total` (offset) or `total_pages` (page_number) to pages.
         total_error: Added to the true row count before it is reported as `total` (offset
             pages with `include_total`): an API whose total lies.
+        parent_table: Makes the route nested under a parent: its path holds one `{field}`
+            segment, e.g. `/v1/tickets/{ticket_id}/comments`, and a request serves the rows
+            of `table` whose `field` equals the id in the path (404 when `parent_table` has
+            no row with that id). None: a plain list route.
     """
 
     path: str
@@ -114,14 +121,18 @@ class Route:
     updated_before_param: str = "updated_before"
     include_total: bool = False
     total_error: int = 0
+    parent_table: str | None = None
 
     def __post_init__(self) -> None:
         """Fills the conventional parameter names and validates the combination.
 
         Raises:
-            ValueError: If the paginator is unknown, a page size is not positive, or a
-                paginator that needs an object body has no selector.
+            ValueError: If the paginator is unknown, a page size is not positive, a
+                paginator that needs an object body has no selector, or a path has a
+                `{field}` segment without a parent table (or a nested route has not one).
         """
+        if len(_PLACEHOLDER.findall(self.path)) != (1 if self.parent_table else 0):
+            raise ValueError(f"{self.path}: a nested route (parent_table) has one {{field}}")
         if self.paginator not in PAGINATOR_KINDS:
             raise ValueError(f"unknown paginator {self.paginator!r}; use one of {PAGINATOR_KINDS}")
         if not self.page_size_param:
@@ -136,6 +147,31 @@ class Route:
         if needs_object and self.selector is None:
             raise ValueError(f"paginator {self.paginator!r} needs a selector")
 
+    @property
+    def parent_field(self) -> str | None:
+        """The field a nested route filters on (its path's `{field}`), None for a list route."""
+        found = _PLACEHOLDER.search(self.path)
+        return found.group(1) if found else None
+
+    def matches(self, path: str) -> int | None:
+        """The parent id a request path names, when the path is this nested route's.
+
+        Args:
+            path: A request path, e.g. `/v1/tickets/7/comments`.
+
+        Returns:
+            The id (7), None when the path is not this route's (or the route is not nested).
+        """
+        if self.parent_field is None:
+            return None
+        prefix, _, suffix = _PLACEHOLDER.split(self.path)
+        if not (path.startswith(prefix) and path.endswith(suffix)):
+            return None
+        segment = path[len(prefix) : len(path) - len(suffix)]
+        if not (segment.isascii() and segment.isdecimal()) or len(segment) > _MAX_ID_DIGITS:
+            return None
+        return int(segment)
+
 
 def _routes(
     prefix: str, tables: Sequence[str], paginator: PaginatorKind, **options: Any
@@ -145,6 +181,10 @@ def _routes(
 
 SHAPES: Final[dict[str, list[Route]]] = {
     "desk": _routes("/v1", TABLES, "cursor"),
+    "desk_nested": [
+        *_routes("/v1", TABLES, "cursor"),
+        Route("/v1/tickets/{ticket_id}/comments", "ticket_comments", parent_table="tickets"),
+    ],
     "seed000": [Route("/v1/resource", "tickets", "cursor")],
     "seed001": [
         Route("/v1/tickets", "tickets", "offset", selector="tickets"),
@@ -536,9 +576,11 @@ class SandboxServer:
         self._routes_by_path = {route.path: route for route in self._routes}
         if len(self._routes_by_path) != len(self._routes):
             raise ValueError("two routes share a path")
+        self._nested_routes = tuple(route for route in self._routes if route.parent_table)
         for route in self._routes:
-            if route.table not in self._dataset.tables:
-                raise ValueError(f"route {route.path} serves unknown table {route.table!r}")
+            for table in (route.table, route.parent_table):
+                if table is not None and table not in self._dataset.tables:
+                    raise ValueError(f"route {route.path} serves unknown table {table!r}")
         self.shape = shape if routes is SHAPES.get(shape) else "custom"
         self.auth: AuthMode = auth
         self.host = host
@@ -571,6 +613,9 @@ class SandboxServer:
         self._issued_access_tokens = 0
         self._issued_refresh_tokens = 0
         self._connections: set[socket.socket] = set()
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self._busy_s = 0.0
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -587,6 +632,9 @@ class SandboxServer:
         """
         if self._httpd is not None:
             raise RuntimeError("the sandbox server is already running")
+        for route in self._nested_routes:
+            # built now rather than on the first request, which a benchmark would time
+            self._dataset.index(route.table, str(route.parent_field))
         httpd = _HTTPServer((self.host, self._requested_port), self)
         thread = threading.Thread(
             target=httpd.serve_forever,
@@ -856,22 +904,47 @@ class SandboxServer:
                 and (status is None or logged_status == status)
             )
 
-    def stats(self) -> dict[str, Any]:
-        """Returns request counts per path and status, and token requests per grant.
+    def stats(self, *, reset_peak: bool = False) -> dict[str, Any]:
+        """Returns request counts per path and status, token requests per grant, concurrency.
+
+        A nested route's requests are counted under its template
+        (`/v1/tickets/{ticket_id}/comments`), not one entry per parent; `count(path)` takes
+        the concrete paths.
+
+        Args:
+            reset_peak: Start a new `peak_in_flight` after reading it (a benchmark reads the
+                stats before a run with it, and the run's peak after).
 
         Returns:
-            `{"total": n, "requests": {path: {status: n}}, "token_requests": {grant: n}}`,
-            statuses as strings so the value is JSON-ready.
+            `{"total": n, "requests": {path: {status: n}}, "token_requests": {grant: n},
+            "in_flight": n, "peak_in_flight": n, "busy_s": s}`, statuses as strings so the
+            value is JSON-ready. `peak_in_flight` is the most data requests handled at once
+            (latency included) since the last reset; `busy_s` the sum of their handling times
+            (grows by the mean number in flight per second).
         """
         with self._lock:
             by_path: dict[str, dict[str, int]] = {}
             for (path, status), count in sorted(self._status_counts.items()):
-                by_path.setdefault(path, {})[str(status)] = count
-            return {
+                statuses = by_path.setdefault(self._route_key(path), {})
+                statuses[str(status)] = statuses.get(str(status), 0) + count
+            document = {
                 "total": sum(self._status_counts.values()),
                 "requests": by_path,
                 "token_requests": dict(self._token_requests),
+                "in_flight": self._in_flight,
+                "peak_in_flight": self._peak_in_flight,
+                "busy_s": round(self._busy_s, 6),
             }
+            if reset_peak:
+                self._peak_in_flight = self._in_flight
+            return document
+
+    def _route_key(self, path: str) -> str:
+        """The path a request is counted under in `stats`: a nested route's template."""
+        for route in self._nested_routes:
+            if route.matches(path) is not None:
+                return route.path
+        return path
 
     def reset_log(self) -> None:
         """Forgets logged requests and counters (not the OAuth2 state)."""
@@ -891,10 +964,19 @@ class SandboxServer:
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         if self.admin_routes and path.startswith(ADMIN_PREFIX):
             return self._admin(method, path, query)
-        if self.latency_ms > 0:
-            time.sleep(self.latency_ms / 1000)
-        arrived = time.monotonic()
-        response = self._process(method, path, query, headers, body)
+        entered = time.monotonic()
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            if self.latency_ms > 0:
+                time.sleep(self.latency_ms / 1000)
+            arrived = time.monotonic()
+            response = self._process(method, path, query, headers, body)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._busy_s += time.monotonic() - entered
         record = RequestRecord(
             method=method,
             path=path,
@@ -918,6 +1000,13 @@ class SandboxServer:
         body: bytes,
     ) -> _Response:
         route = self._routes_by_path.get(path)
+        parent_id: int | None = None
+        if route is None:
+            for nested in self._nested_routes:
+                parent_id = nested.matches(path)
+                if parent_id is not None:
+                    route = nested
+                    break
         is_token = path in TOKEN_PATHS
         with self._lock:
             queue = self._scripted.get(path)
@@ -934,7 +1023,7 @@ class SandboxServer:
             if random_fault is not None:
                 return self._fault_response(random_fault)
         if route is not None:
-            response = self._serve_data(route, query, headers)
+            response = self._serve_data(route, query, headers, path, parent_id)
         else:
             response = self._serve_token(headers, body)
         if scripted is not None:
@@ -994,7 +1083,12 @@ class SandboxServer:
     # --- data routes -----------------------------------------------------------------------------
 
     def _serve_data(
-        self, route: Route, query: Mapping[str, str], headers: Mapping[str, str]
+        self,
+        route: Route,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        path: str,
+        parent_id: int | None = None,
     ) -> _Response:
         limit_headers: list[tuple[str, str]] = []
         if self.rate_limit_per_second is not None:
@@ -1006,11 +1100,18 @@ class SandboxServer:
         if denied is not None:
             denied.headers.extend(limit_headers)
             return denied
+        where: tuple[str, Any] | None = None
+        if route.parent_table is not None and parent_id is not None:
+            try:
+                self._dataset.get(route.parent_table, parent_id)
+            except KeyError:
+                return _error(404, "not_found", f"no {route.parent_table} {parent_id}")
+            where = (str(route.parent_field), parent_id)
         hook = self.before_data_request
         if hook is not None:
             hook(route)
         try:
-            payload, extra_headers = self._page(route, query)
+            payload, extra_headers = self._page(route, query, path, where)
         except _BadRequestError as exc:
             return _error(400, "bad_request", str(exc), limit_headers)
         return _json_response(200, payload, limit_headers + extra_headers)
@@ -1065,7 +1166,18 @@ class SandboxServer:
             401, "unauthorized", headers=[("WWW-Authenticate", 'Bearer error="invalid_token"')]
         )
 
-    def _page(self, route: Route, query: Mapping[str, str]) -> tuple[Any, list[tuple[str, str]]]:
+    def _page(
+        self,
+        route: Route,
+        query: Mapping[str, str],
+        path: str,
+        where: tuple[str, Any] | None = None,
+    ) -> tuple[Any, list[tuple[str, str]]]:
+        """One page of a route.
+
+        `path` is the request's own (a nested route's names its parent: next links keep it)
+        and `where` the nested route's filter, None for a list route.
+        """
         limit = _int_param(query, route.page_size_param, route.default_page_size)
         if limit <= 0:
             raise _BadRequestError(f"{route.page_size_param} must be a positive integer")
@@ -1074,15 +1186,16 @@ class SandboxServer:
         before = query.get(route.updated_before_param) or None
         kind = route.paginator
         if kind in {"cursor", "nested_cursor", "json_link", "header_link"}:
-            return self._cursor_page(route, query, limit, since, before)
+            return self._cursor_page(route, query, limit, since, before, path, where)
         if kind == "single_page":
-            everything = self._window(route, self._dataset.count(route.table), 0, since, before)
+            count = self._dataset.count(route.table)
+            everything = self._window(route, count, 0, since, before, where=where)
             return _wrap(route.selector, everything.rows), []
         if kind == "offset":
             offset = _int_param(query, route.offset_param, 0)
             if offset < 0:
                 raise _BadRequestError(f"{route.offset_param} must be >= 0")
-            window = self._window(route, limit, offset, since, before)
+            window = self._window(route, limit, offset, since, before, where=where)
             payload = _wrap(route.selector, window.rows)
             if route.include_total and isinstance(payload, dict):
                 payload["total"] = max(0, window.total + route.total_error)
@@ -1090,7 +1203,7 @@ class SandboxServer:
         page = _int_param(query, route.page_param, 1)
         if page < 1:
             raise _BadRequestError(f"{route.page_param} must be >= 1")
-        window = self._window(route, limit, (page - 1) * limit, since, before)
+        window = self._window(route, limit, (page - 1) * limit, since, before, where=where)
         payload = _wrap(route.selector, window.rows)
         if isinstance(payload, dict):
             payload["page"] = page
@@ -1106,6 +1219,7 @@ class SandboxServer:
         since: str | None,
         before: str | None,
         after: RowKey | None = None,
+        where: tuple[str, Any] | None = None,
     ) -> Window:
         for bound, name in (
             (since, route.updated_since_param),
@@ -1123,6 +1237,7 @@ class SandboxServer:
             after=after,
             updated_since=since,
             updated_before=before,
+            where=where,
         )
 
     def _cursor_page(
@@ -1132,20 +1247,22 @@ class SandboxServer:
         limit: int,
         since: str | None,
         before: str | None,
+        path: str,
+        where: tuple[str, Any] | None,
     ) -> tuple[Any, list[tuple[str, str]]]:
         after: RowKey | None = None
         token = query.get(route.cursor_param)
         if token:
             # The cursor carries the filters of the first page: they win over the query.
             after, since, before = _decode_cursor(token)
-        window = self._window(route, limit, 0, since, before, after)
+        window = self._window(route, limit, 0, since, before, after, where)
         next_token = None
         if window.has_more and window.last_key is not None:
             next_token = _encode_cursor(window.last_key, since, before)
         next_url = None
         if next_token is not None:
             params = urlencode({route.cursor_param: next_token, route.page_size_param: limit})
-            next_url = f"{self.url}{route.path}?{params}"
+            next_url = f"{self.url}{path}?{params}"
         payload = _wrap(route.selector, window.rows)
         if route.paginator == "cursor":
             payload["next_cursor"] = next_token
@@ -1230,7 +1347,7 @@ class SandboxServer:
         if path == f"{ADMIN_PREFIX}stats":
             if method != "GET":
                 return _error(405, "method_not_allowed", headers=[("Allow", "GET")])
-            return _json_response(200, self.stats())
+            return _json_response(200, self.stats(reset_peak=bool(query.get("reset_peak"))))
         if path == f"{ADMIN_PREFIX}mutate":
             if method != "POST":
                 return _error(405, "method_not_allowed", headers=[("Allow", "POST")])
