@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -65,6 +66,36 @@ def test_map_ordered_raises_a_task_error_in_its_turn_and_cancels_the_rest():
     with pytest.raises(ValueError, match="parent 1 failed"):
         next(results)
     assert len(started) < 50
+
+
+def test_slots_bound_a_resource_across_the_parent_pages_dlt_asks_for_at_once():
+    slots = threading.BoundedSemaphore(3)
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def task(item: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.01)  # a request's round trip: lets tasks overlap if the bound allows
+        with lock:
+            running -= 1
+        return item
+
+    fan_out = FanOut(max_threads=16)
+    # dlt takes from each parent page's generator in turn, before the first is done
+    pages = [fan_out.map_ordered(task, range(p * 10, p * 10 + 10), 3, slots) for p in range(4)]
+    results: list[int] = []
+    while pages:
+        for page in list(pages):
+            try:
+                results.append(next(page))
+            except StopIteration:
+                pages.remove(page)
+
+    assert sorted(results) == list(range(40))
+    assert most <= 3
 
 
 def test_width_1_reads_one_parent_after_another():

@@ -22,6 +22,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def _in_slot(task: Callable[[T], R], item: T, slots: threading.BoundedSemaphore) -> R:
+    """Runs a task that holds one of its resource's slots, and gives the slot back."""
+    try:
+        return task(item)
+    finally:
+        slots.release()
+
+
 class FanOut:
     """A thread pool shared by the dependent resources of one source."""
 
@@ -43,13 +51,23 @@ class FanOut:
                 )
             return self._pool
 
-    def map_ordered(self, task: Callable[[T], R], items: Iterable[T], width: int) -> Iterator[R]:
+    def map_ordered(
+        self,
+        task: Callable[[T], R],
+        items: Iterable[T],
+        width: int,
+        slots: threading.BoundedSemaphore | None = None,
+    ) -> Iterator[R]:
         """Runs `task` on every item, at most `width` at a time, yielding results in order.
 
         Args:
             task: What to do for one item (read one parent's children).
             items: The items (one page of parent records).
             width: Most tasks in flight at once; 1 runs them one after another here.
+            slots: Shared by every call of one resource, so that the bound holds for the
+                resource as a whole: dlt may ask for the children of several parent pages
+                before the first are all read. A slot is taken before a task is submitted and
+                given back when it ends.
 
         Yields:
             Each item's result, in the order of `items`. A task's error is raised when its
@@ -60,14 +78,19 @@ class FanOut:
             return
         pool = self._executor()
         pending: deque[Future[R]] = deque()
-        source = iter(items)
         try:
-            for item in source:
-                pending.append(pool.submit(task, item))
+            for item in items:
+                if slots is None:
+                    pending.append(pool.submit(task, item))
+                else:
+                    # tasks give their slot back when they end, consumed or not: no deadlock
+                    slots.acquire()
+                    pending.append(pool.submit(_in_slot, task, item, slots))
                 if len(pending) >= width:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
             for future in pending:
-                future.cancel()
+                if future.cancel() and slots is not None:
+                    slots.release()

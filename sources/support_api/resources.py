@@ -12,6 +12,7 @@ import functools
 import importlib.util
 import logging
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Final, cast
 
@@ -131,7 +132,12 @@ def build_resources(config: NormalizedConfig) -> list[DltResource]:
                 client,
                 built[parent_name],
                 param_map[name] or [],
-                functools.partial(fan_out.map_ordered, width=config.concurrency),
+                functools.partial(
+                    fan_out.map_ordered,
+                    width=config.concurrency,
+                    # one bound for the resource, however many parent pages dlt has asked for
+                    slots=threading.BoundedSemaphore(config.concurrency),
+                ),
             )
             own = False  # its rows past the settle bound are dropped in the incremental step
         elif plan is not None:
