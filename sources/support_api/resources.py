@@ -655,10 +655,10 @@ def _add_processing_steps(built: DltResource, steps: list[dict[str, Any]]) -> No
 
 
 def _fresh_paginator(spec: Mapping[str, Any] | BasePaginator | None) -> BasePaginator | None:
-    """A paginator of its own for one walk: built from its config, or a copy of an instance.
+    """A paginator of its own for one time window: built from its config, or a copy.
 
-    Built from the config, it fetches no pages ahead (no session is attached): a dependent
-    resource's parents are read concurrently instead.
+    Windows walk cursor and link paginators, which fetch no pages ahead; each walk needs its
+    own state (the cursor or link it follows).
     """
     return copy.deepcopy(spec) if isinstance(spec, BasePaginator) else make_paginator(spec)
 
