@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sources.support_api import support_api_from_config
+from sources.support_api import ConfigError, support_api_from_config
 from sources.support_api.fan_out import FanOut
 from tests.fake_api import Host, Route, json_page, loopback_hosts
 from tests.helpers import FACTORIES, find_cause, loaded_counts, make_pipeline, table_rows
@@ -253,3 +253,22 @@ def test_a_failing_child_names_the_resource_and_loads_nothing_of_it(tmp_path, ho
     message = str(find_cause(raised.value, Exception))
     assert "comments" in message
     assert "/tickets/4/comments" in message
+
+
+def test_concurrency_1_reads_one_parent_after_another_in_plain_dlts_order(tmp_path, hosts):
+    in_flight = InFlight(hold=1)
+    api = hosts("127.0.0.1", ticket_api(in_flight))
+
+    make_pipeline(tmp_path).run(support_api_from_config(child_config(api.origin), concurrency=1))
+
+    assert in_flight.most == 1
+    # each parent's pages, then the next parent's: the order plain dlt sends them in
+    parents_in_order = list(dict.fromkeys(r.path for r in api.seen if r.path != "/tickets"))
+    assert parents_in_order == [f"/tickets/{i}/comments" for i in range(PARENTS)]
+
+
+@pytest.mark.parametrize("value", [0, 65, "16", True])
+def test_a_concurrency_out_of_range_names_its_key(value):
+    with pytest.raises(ConfigError) as raised:
+        support_api_from_config(child_config("https://api.example.com"), concurrency=value)
+    assert raised.value.key_path == "concurrency"

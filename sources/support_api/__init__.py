@@ -24,7 +24,7 @@ from dlt.extract import DltResource, DltSource
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth
 
 from .auth import OAuth2ClientCredentialsAuth, OAuth2RefreshTokenAuth
-from .catalogue import catalogue_config, window_plans
+from .catalogue import catalogue_config, check_concurrency, window_plans
 from .config import normalize_config
 from .errors import (
     AuthenticationError,
@@ -136,7 +136,10 @@ def support_api(
 
 @dlt.source(name="support_api", section="support_api")
 def _configured_source(
-    config: Any, parallelized: bool = True, file_format: str | None = "auto"
+    config: Any,
+    parallelized: bool = True,
+    file_format: str | None = "auto",
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> list[DltResource]:
     """The source of a rest_api-style dict (see `support_api_from_config`).
 
@@ -147,6 +150,7 @@ def _configured_source(
     normalized = normalize_config(config)
     normalized.parallelized = parallelized
     normalized.file_format = file_format
+    normalized.concurrency = check_concurrency(concurrency)
     return build_resources(normalized)
 
 
@@ -160,6 +164,7 @@ def support_api_from_config(
     schema_contract: TSchemaContract | None = None,
     parallelized: bool = True,
     file_format: str | None = "auto",
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> DltSource:
     """Creates a source from a dict written like a dlt `rest_api_source` config.
 
@@ -179,6 +184,10 @@ def support_api_from_config(
         parallelized: Extract resources in parallel threads (they share one auth object);
             a resource's own `parallelized` key wins.
         file_format: As in `support_api`.
+        concurrency: Most requests in flight at once per resource: the children of a
+            dependent resource's parents, or the time windows of a cursor walk whose
+            incremental has a `start_param` and an `end_param`. 1 reads one request after
+            another, in the order plain dlt sends them.
 
     Returns:
         The dlt source.
@@ -195,7 +204,9 @@ def support_api_from_config(
         "schema_contract": schema_contract,
     }
     source = _configured_source.clone(**{k: v for k, v in options.items() if v is not None})
-    return source(config, parallelized=parallelized, file_format=file_format)
+    return source(
+        config, parallelized=parallelized, file_format=file_format, concurrency=concurrency
+    )
 
 
 def support_api_resources(

@@ -243,6 +243,21 @@ def select_specs(
     return result
 
 
+def check_concurrency(value: Any) -> int:
+    """Checks a `concurrency` setting: an integer from 1 to `MAX_CONCURRENCY`.
+
+    Args:
+        value: The configured value.
+
+    Returns:
+        The value.
+
+    Raises:
+        ConfigError: When it is not such an integer.
+    """
+    return _check_int(value, "concurrency", 1, MAX_CONCURRENCY)
+
+
 def window_plans(
     names: Sequence[str] | None,
     overrides: Mapping[str, Any] | None,
@@ -267,7 +282,7 @@ def window_plans(
     Raises:
         ConfigError: When `concurrency` is not a positive integer.
     """
-    _check_int(concurrency, "concurrency", 1, MAX_CONCURRENCY)
+    check_concurrency(concurrency)
     plans = {}
     for spec, _ in select_specs(names, overrides):
         paginator = spec.paginator

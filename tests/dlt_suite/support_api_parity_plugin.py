@@ -45,6 +45,15 @@ NEEDS_NETWORK = {
 }
 """Tests (node ids without parameters) that need the internet, with what they reach."""
 
+SUITE_CONCURRENCY = 1
+"""Requests in flight per resource while dlt's suite runs: one after another, as plain dlt
+sends them. A dozen of dlt's tests read the i-th request of their mock's history; concurrent
+children (the default, 16) reorder those requests at random while loading the same rows, so
+those tests would pass or fail by thread timing. The package's own suite tests the
+concurrency (`tests/test_fan_out.py`, `tests/test_dict_windows.py`)."""
+
+OFFLINE = "tests/sources/rest_api/integration/test_offline.py"
+
 DELIBERATE = {
     "tests/sources/rest_api/configurations/test_configuration.py::test_invalid_configurations["
     "SOURCES__REST_API__INVALID_CONFIG__CREDENTIALS__API_KEY-ConfigFieldMissingException-"
@@ -54,7 +63,7 @@ DELIBERATE = {
     )
     for case in (2, 3, 4)
 } | {
-    "tests/sources/rest_api/integration/test_offline.py::test_secret_redaction_in_http_errors": (
+    f"{OFFLINE}::test_secret_redaction_in_http_errors": (
         "status errors quote the start of the body (secrets masked); dlt quotes none"
     ),
 }
@@ -84,6 +93,7 @@ def rest_api_source(
         schema=schema,
         schema_contract=schema_contract,
         parallelized=parallelized,
+        concurrency=SUITE_CONCURRENCY,
     )
 
 
