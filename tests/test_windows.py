@@ -17,9 +17,9 @@ import pytest
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 
 from sources.support_api import support_api
+from sources.support_api.settle import bound_param
 from sources.support_api.windows import (
     WindowPlan,
-    format_bound,
     parse_cursor,
     walk_in_windows,
 )
@@ -404,7 +404,7 @@ def test_closing_the_generator_early_stops_every_walk():
 )
 def test_bounds_are_written_like_the_api_writes_its_cursor(sample, expected):
     bound = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert format_bound(bound, sample) == expected
+    assert bound_param(bound, sample) == expected
     assert parse_cursor(expected) == bound
 
 

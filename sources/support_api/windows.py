@@ -46,6 +46,8 @@ from typing import Any, Final
 
 from dlt.common.time import ensure_pendulum_datetime
 
+from .settle import bound_param
+
 FetchPages = Callable[[dict[str, Any]], Iterator[tuple[list[Any], bool]]]
 """Walks one window: given the request params, yields `(records, more pages follow)`."""
 
@@ -125,23 +127,6 @@ def parse_cursor(value: Any) -> datetime | None:
     else:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def format_bound(bound: datetime, sample: Any) -> Any:
-    """Writes a window bound the way the API writes its cursor values.
-
-    Args:
-        bound: A whole-second timestamp.
-        sample: A cursor value from the API (decides the format).
-
-    Returns:
-        Epoch seconds for numeric cursors, else ISO-8601 in UTC (`Z` when the API uses it).
-    """
-    utc = bound.astimezone(UTC)
-    if isinstance(sample, int | float) and not isinstance(sample, bool):
-        return int(utc.timestamp())
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    return text + ("+00:00" if isinstance(sample, str) and sample.endswith("+00:00") else "Z")
 
 
 @dataclass
@@ -278,9 +263,9 @@ class _Walker:
             if not start < mid < (walk.hi or self.now):
                 return None
             params = dict(walk.params)
-            params[self.plan.since_param] = format_bound(mid, self.sample)
+            params[self.plan.since_param] = bound_param(mid, self.sample)
             if walk.hi is not None:
-                params[self.plan.before_param] = format_bound(walk.hi, self.sample)
+                params[self.plan.before_param] = bound_param(walk.hi, self.sample)
             new = _Walk(params=params, hi=walk.hi, lo=mid, span=walk.span)
             walk.hi = mid
             self.walks.append(new)
