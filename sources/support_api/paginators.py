@@ -229,7 +229,24 @@ class _NoRepeats(BaseReferencePaginator):
             self._guard.check(self._next_reference, self.reference_kind, response)
 
 
-class CursorPaginator(_NoRepeats, JSONResponseCursorPaginator):
+class _AsksPageSize(BasePaginator):
+    """Mixin: a walk's first request asks for the page size, `?<limit_param>=<limit>`.
+
+    Cursor walks keep the query parameters on later pages; link paginators follow the URL the
+    API gives for the next page, which carries the page size the first request asked for.
+    """
+
+    limit: int | None = None
+    limit_param: str | None = None
+
+    def init_request(self, request: Request) -> None:
+        """Starts a walk as the paginators after this mixin do, then asks for the page size."""
+        super().init_request(request)
+        if self.limit is not None and self.limit_param:
+            request.params = {**(request.params or {}), self.limit_param: self.limit}
+
+
+class CursorPaginator(_AsksPageSize, _NoRepeats, JSONResponseCursorPaginator):
     """Cursor in the JSON body, sent back as a query parameter, with an optional page size.
 
     Sample response (`cursor_path="paging.next.after"`, `cursor_param="after"`, `limit=100`)::
@@ -272,12 +289,6 @@ class CursorPaginator(_NoRepeats, JSONResponseCursorPaginator):
         )
         self.limit = limit
         self.limit_param = limit_param
-
-    def init_request(self, request: Request) -> None:
-        """Starts a walk: forgets old cursors and sets the page size."""
-        super().init_request(request)
-        if self.limit is not None:
-            request.params = {**(request.params or {}), self.limit_param: self.limit}
 
 
 class OffsetLimitPaginator(OffsetPaginator):
@@ -469,17 +480,7 @@ def _page_size_settings(
     return limit, limit_param
 
 
-def _ask_page_size(request: Request, limit: int | None, limit_param: str | None) -> None:
-    """Puts the page size on a walk's first request (`?limit_param=limit`), when both are set.
-
-    Link paginators follow the URL the API gives for the next page, which carries the page
-    size the first request asked for; cursor-in-header paginators keep the query parameters.
-    """
-    if limit is not None and limit_param:
-        request.params = {**(request.params or {}), limit_param: limit}
-
-
-class NextLinkPaginator(_NoRepeats, JSONLinkPaginator):
+class NextLinkPaginator(_AsksPageSize, _NoRepeats, JSONLinkPaginator):
     """Next-page URL in the JSON body (`next_url_path`); raises when a link repeats.
 
     Sample response (`next_url_path="next"`, `limit=1000`, `limit_param="page_size"`)::
@@ -508,13 +509,8 @@ class NextLinkPaginator(_NoRepeats, JSONLinkPaginator):
         super().__init__(next_url_path=next_url_path)
         self.limit, self.limit_param = _page_size_settings(limit, limit_param)
 
-    def init_request(self, request: Request) -> None:
-        """Starts a walk: forgets the links followed and asks for the page size."""
-        super().init_request(request)
-        _ask_page_size(request, self.limit, self.limit_param)
 
-
-class LinkHeaderPaginator(_NoRepeats, HeaderLinkPaginator):
+class LinkHeaderPaginator(_AsksPageSize, _NoRepeats, HeaderLinkPaginator):
     """Next-page URL in the `Link` header (`<url>; rel="next"`); raises when a link repeats.
 
     Sample response headers (`limit=1000`, `limit_param="per_page"`: first request
@@ -542,13 +538,8 @@ class LinkHeaderPaginator(_NoRepeats, HeaderLinkPaginator):
         super().__init__(links_next_key=links_next_key)
         self.limit, self.limit_param = _page_size_settings(limit, limit_param)
 
-    def init_request(self, request: Request) -> None:
-        """Starts a walk: forgets the links followed and asks for the page size."""
-        super().init_request(request)
-        _ask_page_size(request, self.limit, self.limit_param)
 
-
-class HeaderCursorLoopPaginator(_NoRepeats, HeaderCursorPaginator):
+class HeaderCursorLoopPaginator(_AsksPageSize, _NoRepeats, HeaderCursorPaginator):
     """Cursor in a response header (`cursor_key`), sent back as `cursor_param`; no repeats.
 
     Sample response headers (`cursor_key="next"`)::
@@ -574,11 +565,6 @@ class HeaderCursorLoopPaginator(_NoRepeats, HeaderCursorPaginator):
         """
         super().__init__(cursor_key=cursor_key, cursor_param=cursor_param)
         self.limit, self.limit_param = _page_size_settings(limit, limit_param)
-
-    def init_request(self, request: Request) -> None:
-        """Starts a walk: forgets the cursors followed and asks for the page size."""
-        super().init_request(request)
-        _ask_page_size(request, self.limit, self.limit_param)
 
 
 PAGINATOR_TYPES: dict[str, type[BasePaginator]] = {
