@@ -287,13 +287,24 @@ class SessionPool(_SharedRuntime):
             elif type(current) is HTTPAdapter:
                 session.mount(prefix, adapter)
                 mounted = True
-        origins = self.origins
-        if mounted and origins is not None:
-            # as on the package's own sessions: `Authorization` survives a redirect to an
-            # allowed host only
-            session.should_strip_auth = (  # type: ignore[method-assign]
-                lambda old, new: not origins.keeps_credentials(old, new)
-            )
+        if mounted and self.origins is not None:
+            keep_credentials_on_allowed_redirects(session, self.origins)
+
+
+def keep_credentials_on_allowed_redirects(session: Session, origins: OriginPolicy) -> None:
+    """Lets `Authorization` survive a redirect to an allowed host, and only to one.
+
+    requests drops the header on a redirect to any other host; hosts that are not allowed are
+    refused by the transport before anything is sent, so only allowed ones reach this.
+
+    Args:
+        session: A session sending through the paced transport.
+        origins: Where the source's credentials may go.
+    """
+    # requests offers no other hook for it: its redirect loop calls this method
+    session.should_strip_auth = (  # type: ignore[method-assign]
+        lambda old, new: not origins.keeps_credentials(old, new)
+    )
 
 
 class RateLimitPacer(_SharedRuntime):
@@ -582,13 +593,8 @@ class PacedSession(_SharedRuntime):
             # dlt makes one session per thread (and anew when its config changes)
             session.mount("https://", self._adapter)
             session.mount("http://", self._adapter)
-            origins = self._adapter.origins
-            if origins is not None:
-                # requests drops `Authorization` on a redirect to any other host; an allowed
-                # host keeps it (hosts that are not allowed are refused by the transport)
-                session.should_strip_auth = (  # type: ignore[method-assign]
-                    lambda old, new: not origins.keeps_credentials(old, new)
-                )
+            if self._adapter.origins is not None:
+                keep_credentials_on_allowed_redirects(session, self._adapter.origins)
         return session
 
     def __getattr__(self, name: str) -> Any:
