@@ -63,15 +63,23 @@ def test_a_page_size_a_paginator_cannot_send_names_what_would_work(kind):
     assert "page_size" in str(raised.value)
 
 
-def test_without_a_page_size_a_next_link_walk_asks_for_none():
+def test_without_a_page_size_a_next_link_walk_asks_for_none(sandbox_factory, tmp_path):
     # the source's default page size goes where a paginator can send it, and nowhere else
+    routes = [Route("/v1/tickets", "tickets", "json_link", page_size_param="page_size")]
+    server = sandbox_factory(seed=3, size=250, routes=routes, auth="api_key_query")
     source = support_api(
-        base_url="https://api.example.com",
-        credentials=APIKeyAuth(name="api_key", api_key="k" * 12, location="query"),
+        base_url=server.url,
+        credentials=desk_auth(server),
         resources=["tickets"],
-        endpoints={"tickets": {"paginator": {"type": "json_link"}}},
+        endpoints={"tickets": {"paginator": {"type": "json_link"}, "updated_before_param": None}},
     )
-    assert "tickets" in source.resources
+
+    make_pipeline(tmp_path).run(source)
+
+    first = server.requests(path="/v1/tickets")[0]
+    assert "page_size" not in first.query
+    assert "limit" not in first.query
+    assert len(server.requests(path="/v1/tickets")) == 3  # the API's own 100 a page
 
 
 def test_a_limit_without_its_parameter_is_refused():
